@@ -1,0 +1,5 @@
+import sys
+
+from aahr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""Load and validate params.yaml (the one place for every number) against its JSON schema."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from aahr.errors import AahrError
+
+SCHEMA_FILE = "params.schema.yaml"
+
+
+class ConfigError(AahrError):
+    """params.yaml has an unknown key, a missing key or a value of the wrong type or range."""
+
+
+def load_schema() -> dict:
+    text = resources.files("aahr").joinpath("schemas", SCHEMA_FILE).read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        where = "" if key == "(top level)" else f"{key}: "
+        return f"{where}unknown key {', '.join(map(repr, extra))} (known keys: {', '.join(known)})"
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    return f"{key}: {error.message}"
+
+
+def validate_params(params: Any, source: str = "params.yaml") -> dict:
+    """Check ``params`` against the schema; raise ConfigError naming every bad key in ``source``."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(params).__name__}")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"{source}: invalid configuration:\n{lines}")
+    synth = params["synth"]
+    if synth["objects_min"] > synth["objects_max"]:
+        raise ConfigError(
+            f"{source}: synth.objects_min ({synth['objects_min']}) is larger than "
+            f"synth.objects_max ({synth['objects_max']})"
+        )
+    if sum(synth["detail"].values()) <= 0:
+        raise ConfigError(f"{source}: synth.detail: the caption weights must not all be zero")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read and validate a params file; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return validate_params(params, source=str(path))
