@@ -190,36 +190,49 @@ class SceneTable:
         self.rel = np.stack([relation_holds(x[:, :, None], y[:, :, None], x[:, None, :], y[:, None, :],
                                             name, margin_px) for name in RELATIONS])
         self.distinct = ~np.eye(m, dtype=bool)[None]  # (1, M, M)
+        self._matches: dict[ObjectSpec, tuple[np.ndarray, np.ndarray]] = {}
 
     def matches(self, spec: ObjectSpec) -> np.ndarray:
-        """(N, M) bool: shape a of scene i fits the description."""
-        ok = self.shape >= 0
-        if spec.shape is not None:
-            ok &= self.shape == SHAPES.index(spec.shape)
-        if spec.colour is not None:
-            ok &= self.colour == list(COLOURS).index(spec.colour)
-        if spec.size is not None:
-            ok &= self.size == SIZES.index(spec.size)
-        return ok
+        """(N, M) bool: shape a of scene i fits the description (cached per description)."""
+        if spec not in self._matches:
+            ok = self.shape >= 0
+            if spec.shape is not None:
+                ok &= self.shape == SHAPES.index(spec.shape)
+            if spec.colour is not None:
+                ok &= self.colour == list(COLOURS).index(spec.colour)
+            if spec.size is not None:
+                ok &= self.size == SIZES.index(spec.size)
+            self._matches[spec] = (ok, ok.any(1))
+        return self._matches[spec][0]
+
+    def present(self, spec: ObjectSpec) -> np.ndarray:
+        """(N,) bool: some shape of scene i fits the description."""
+        self.matches(spec)
+        return self._matches[spec][1]
 
     def satisfied(self, sem: Semantics) -> np.ndarray:
-        """(N,) bool: which scenes the caption is true of."""
+        """(N,) bool: which scenes the caption is true of.
+
+        Every description must fit some shape (a cheap cached test); only the scenes that pass it
+        get the exact test of distinct shapes and the relation, so a split costs O(N) per caption
+        only once per distinct description."""
         ok = np.ones(len(self.n_objects), bool)
         if sem.count is not None:
             ok &= self.n_objects == sem.count
-        if len(sem.objects) == 1:
-            ok &= self.matches(sem.objects[0]).any(1)
-        elif len(sem.objects) >= 2:
-            a, b = self.matches(sem.objects[0]), self.matches(sem.objects[1])
-            pair = a[:, :, None] & b[:, None, :]  # (N, M, M): shapes p, q fit descriptions 0, 1
-            pair &= self.rel[RELATIONS.index(sem.relation)] if sem.relation else self.distinct
-            if len(sem.objects) == 2:
-                ok &= pair.any((1, 2))
-            else:  # a third, distinct shape fits description 2
-                c = self.matches(sem.objects[2])
-                triple = pair[:, :, :, None] & c[:, None, None, :] & self.distinct[:, :, None, :] \
-                    & self.distinct[:, None, :, :]
-                ok &= triple.any((1, 2, 3))
+        for spec in sem.objects:
+            ok &= self.present(spec)
+        if len(sem.objects) < 2:
+            return ok
+        rows = np.flatnonzero(ok)
+        a, b = (self.matches(s)[rows] for s in sem.objects[:2])
+        distinct = self.distinct
+        pair = a[:, :, None] & b[:, None, :]  # (n, M, M): shapes p, q fit descriptions 0, 1
+        pair &= self.rel[RELATIONS.index(sem.relation)][rows] if sem.relation else distinct
+        if len(sem.objects) == 3:  # a third shape, distinct from both, fits description 2
+            c = self.matches(sem.objects[2])[rows]
+            pair = (pair[:, :, :, None] & c[:, None, None, :]
+                    & distinct[:, :, None, :] & distinct[:, None, :, :])
+        ok[rows] = pair.any(axis=tuple(range(1, pair.ndim)))
         return ok
 
 

@@ -1,0 +1,36 @@
+# The two commands of the README. Both build .venv from the pinned files first (once).
+#   make reproduce   run the whole default pipeline on the embedded synth data
+#   make test        run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+CORES  ?= 2
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: reproduce test setup dag lint clean-venv
+
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt -c requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+setup: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --printshellcmds
+	@$(BIN)/aahr summary
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+dag: $(STAMP)
+	$(BIN)/snakemake --dag | dot -Tpng > results/dag.png
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check workflow
+
+clean-venv:
+	rm -rf $(VENV)

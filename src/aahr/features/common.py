@@ -1,0 +1,94 @@
+"""Small helpers shared by the feature stages: devices, seeding, batching, recall and weights files."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from aahr.errors import AahrError
+
+CAPTIONS_PER_IMAGE = 5
+
+
+class DeviceError(AahrError):
+    """The requested device is not available."""
+
+
+class MissingWeightsError(AahrError):
+    """A pretrained model needs a local weights file that is not there (no downloads in the pipeline)."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' = cuda when available, else cpu; an explicit 'cuda' without a GPU is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise DeviceError(f"--device {name}: {exc}") from None
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and random; return a CPU generator for data order and augmentation, so
+    the sequence of batches depends on ``seed`` alone (not on what ran before in the process)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices covering range(n) in order."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def require_weights(path: str | Path | None, what: str, how: str) -> Path:
+    """Return ``path`` if it is an existing file, else raise MissingWeightsError saying how to get it."""
+    if path is None:
+        raise MissingWeightsError(f"{what}: no weights file given. {how}")
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError(f"{what}: weights file not found: {path}. {how}")
+    return path
+
+
+@torch.no_grad()
+def retrieval_recalls(img: np.ndarray, txt: np.ndarray, ks=(1, 5, 10), chunk: int = 1024) -> dict:
+    """The field's recalls (percent) for ``img`` (N, D) against ``txt`` (5N, D), caption i of image i // 5.
+
+    Similarity is the dot product. Ties count against the query (a negative scoring equal to the
+    best positive ranks above it), so a constant similarity matrix scores R@1 = 0, not 100.
+    The (N, 5N) matrix is never held whole: it is computed in chunks of ``chunk`` rows.
+    """
+    img_t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    txt_t = torch.from_numpy(np.ascontiguousarray(txt, dtype=np.float32))
+    n = img_t.shape[0]
+    if txt_t.shape[0] != CAPTIONS_PER_IMAGE * n:
+        raise ValueError(f"{txt_t.shape[0]} captions for {n} images (expected {CAPTIONS_PER_IMAGE} per image)")
+    own = torch.arange(CAPTIONS_PER_IMAGE * n) // CAPTIONS_PER_IMAGE  # (5N,) image of each caption
+    i2t_rank = torch.empty(n, dtype=torch.long)
+    for s in batches(n, chunk):
+        sims = img_t[s] @ txt_t.T                                     # (b, 5N)
+        pos = own[None, :] == torch.arange(s.start, s.stop)[:, None]  # (b, 5N) own captions
+        best = sims.masked_fill(~pos, -torch.inf).amax(1, keepdim=True)  # (b, 1)
+        i2t_rank[s] = ((sims >= best) & ~pos).sum(1)
+    t2i_rank = torch.empty(CAPTIONS_PER_IMAGE * n, dtype=torch.long)
+    for s in batches(CAPTIONS_PER_IMAGE * n, chunk):
+        sims = txt_t[s] @ img_t.T                                     # (b, N)
+        mine = own[s]
+        score = sims.gather(1, mine[:, None])                         # (b, 1)
+        neg = torch.ones_like(sims, dtype=torch.bool).scatter_(1, mine[:, None], False)
+        t2i_rank[s] = ((sims >= score) & neg).sum(1)
+    out = {}
+    for name, rank in (("i2t", i2t_rank), ("t2i", t2i_rank)):
+        for k in ks:
+            out[f"{name}_r{k}"] = 100.0 * float((rank < k).float().mean())
+    out["rsum"] = sum(v for key, v in out.items() if key != "rsum")
+    return out

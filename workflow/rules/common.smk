@@ -1,0 +1,44 @@
+# Helpers shared by the rules: the validated config, paths, and the package sources as inputs.
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from aahr.config import validate_params
+
+validate_params(
+    config, source="the Snakemake config (params.yaml and any --configfile/--config)"
+)
+
+DATA = config["data_root"]
+RESULTS = config["results_root"]
+LOGS = f"{RESULTS}/logs"
+ENV = "../../environment.yml"  # the one environment every rule runs in (--sdm conda)
+
+
+def package_sources(*modules):
+    """The package files a rule runs, so that editing them reruns the rule."""
+    files = ["src/aahr/config.py", "src/aahr/io.py", "src/aahr/cli.py"]
+    for m in modules:
+        p = Path("src/aahr") / m
+        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
+    return files
+
+
+def params_file():
+    """The effective config written once per distinct content, for `aahr --params`."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    path = (
+        Path(".snakemake/aahr-params")
+        / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.yaml"
+    )
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return str(path)
+
+
+def synth_raw():
+    return f"{DATA}/synth/raw"

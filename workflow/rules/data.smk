@@ -1,0 +1,20 @@
+# Data: generation of the embedded synth dataset (download rules for real data come later).
+
+
+rule generate_synth:
+    input:
+        package_sources("synth", "commands/generate.py"),
+    output:
+        directory(synth_raw()),
+    log:
+        f"{LOGS}/generate_synth.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate_synth.tsv"
+    conda:
+        ENV
+    params:
+        file=params_file(),
+        synth=config["synth"],
+        seed=config["seed"],
+    shell:
+        "aahr generate --params {params.file:q} --out {output:q} --quiet > {log:q} 2>&1"
