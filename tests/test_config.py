@@ -77,3 +77,13 @@ def test_generate_command_prints_where_outputs_went(tmp_path, capsys):
     out = capsys.readouterr().out
     assert str(tmp_path / "raw") in out and "oracle rsum" in out
     assert (tmp_path / "raw" / "test_positives.npz").is_file()
+
+
+def test_the_tiny_test_config_is_valid_and_has_every_key_of_params():
+    tiny = load_params(ROOT / "tests/configs/tiny.yaml")
+    full = load_params(ROOT / "params.yaml")
+
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict)
+                                          for x in keys(v, prefix + k + ".")}
+    assert keys(tiny) == keys(full)

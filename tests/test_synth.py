@@ -30,6 +30,15 @@ def test_generation_is_deterministic(tiny_params, tiny_synth, tmp_path):
     assert all(first[k] == second[k] for k in first)
 
 
+def test_parallel_rendering_gives_the_same_bytes(tiny_params, tmp_path):
+    from aahr.synth.generate import generate_split
+
+    for workers in (1, 2):
+        (tmp_path / str(workers) / "images").mkdir(parents=True)
+        generate_split("dev", 300, tiny_params["synth"], 0, tmp_path / str(workers), False, workers)
+    assert _bytes_of(tmp_path / "1") == _bytes_of(tmp_path / "2")
+
+
 def test_another_seed_gives_other_data(tiny_params, tiny_synth, tmp_path):
     tiny_params["seed"] = 1
     generate(tiny_params, tmp_path / "other", progress=False)

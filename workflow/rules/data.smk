@@ -12,9 +12,10 @@ rule generate_synth:
         f"{RESULTS}/benchmarks/generate_synth.tsv"
     conda:
         ENV
+    threads: workflow.cores
     params:
         file=params_file(),
         synth=config["synth"],
         seed=config["seed"],
     shell:
-        "aahr generate --params {params.file:q} --out {output:q} --quiet > {log:q} 2>&1"
+        "aahr generate --params {params.file:q} --out {output:q} --workers {threads} --quiet > {log:q} 2>&1"

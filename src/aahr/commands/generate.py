@@ -13,6 +13,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--out", default=None,
                    help="output folder (default: {data_root}/synth/raw from params)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="rendering processes (default: every CPU available; the bytes do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -22,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = load_params(args.params)
     out = Path(args.out) if args.out else Path(params["data_root"]) / "synth" / "raw"
-    summary = generate(params, out, progress=not args.quiet)
+    summary = generate(params, out, progress=not args.quiet, workers=args.workers)
     for split, s in summary["splits"].items():
         line = f"  {split:8s} {s['images']:6d} images {s['captions']:7d} captions"
         if "ceiling" in s:

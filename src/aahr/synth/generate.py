@@ -18,6 +18,8 @@ Splits: ``pretrain`` (other scenes, noisy captions: for the feature extractors),
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -41,24 +43,44 @@ def image_file(image_id: int) -> str:
     return f"images/{image_id:07d}.png"
 
 
-def generate_split(split: str, n: int, cfg: dict, seed: int, out: Path, progress: bool = True) -> dict:
+def _render_to(job: tuple) -> None:
+    scene, size, path = job
+    render(scene, size).save(path, compress_level=1)
+
+
+def render_all(scenes, ids, size: int, out: Path, desc: str, progress: bool, workers: int) -> None:
+    """Render and save every scene; rendering is a pure function of the scene, so worker
+    processes give the same bytes as one process."""
+    jobs = [(s, size, out / image_file(i)) for s, i in zip(scenes, ids)]
+    bar = tqdm(total=len(jobs), desc=f"synth {desc}", unit="img", disable=not progress, mininterval=1.0)
+    if workers > 1 and len(jobs) >= 256:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_to, jobs, chunksize=64):
+                bar.update()
+    else:
+        for job in jobs:
+            _render_to(job)
+            bar.update()
+    bar.close()
+
+
+def generate_split(split: str, n: int, cfg: dict, seed: int, out: Path, progress: bool = True,
+                   workers: int = 1) -> dict:
     """Sample, render and caption one split into ``out``; return its summary."""
     code = SPLITS.index(split)
     scenes = SceneSampler(cfg, np.random.default_rng([seed, code, 0])).sample(n)
     writer = CaptionWriter(cfg, np.random.default_rng([seed, code, 1]))
     noisy = split == "pretrain"
-    ids, captions, meanings = [], [], []
-    for i, scene in enumerate(tqdm(scenes, desc=f"synth {split}", unit="img", disable=not progress,
-                                   mininterval=1.0)):
-        iid = image_id(split, i)
-        ids.append(iid)
-        render(scene, cfg["image_size"]).save(out / image_file(iid), compress_level=1)
+    ids = [image_id(split, i) for i in range(n)]
+    captions, meanings = [], []
+    for scene in scenes:
         for _ in range(cfg["captions_per_image"]):
             sem = writer.meaning(scene)
             if noisy and writer.rng.random() < cfg["pretrain_noise"]:
                 sem = writer.corrupt(sem)
             meanings.append(sem)
             captions.append(writer.words(sem))
+    render_all(scenes, ids, cfg["image_size"], out, split, progress, workers)
     (out / f"{split}_ids.txt").write_text("".join(f"{i}\n" for i in ids))
     (out / f"{split}_caps.txt").write_text("".join(f"{c}\n" for c in captions))
     (out / f"{split}_scenes.json").write_text(json.dumps({
@@ -82,8 +104,11 @@ def generate_split(split: str, n: int, cfg: dict, seed: int, out: Path, progress
     return summary
 
 
-def generate(params: dict, out: str | Path, progress: bool = True) -> dict:
-    """Generate every split into ``out`` atomically (a failed run leaves no partial folder)."""
+def generate(params: dict, out: str | Path, progress: bool = True, workers: int | None = None) -> dict:
+    """Generate every split into ``out`` atomically (a failed run leaves no partial folder).
+
+    ``workers``: rendering processes (default: the CPUs this process may use)."""
+    workers = workers or len(os.sched_getaffinity(0))
     cfg, seed = params["synth"], params["seed"]
     t0 = time.perf_counter()
     out = Path(out)
@@ -91,7 +116,7 @@ def generate(params: dict, out: str | Path, progress: bool = True) -> dict:
         (tmp / "images").mkdir()
         summary = {"seed": seed, "image_size": cfg["image_size"], "splits": {}}
         for split in SPLITS:
-            summary["splits"][split] = generate_split(split, cfg["splits"][split], cfg, seed, tmp, progress)
+            summary["splits"][split] = generate_split(split, cfg["splits"][split], cfg, seed, tmp, progress, workers)
         ids = {str(image_id(s, i)): image_file(image_id(s, i)) for s in SPLITS for i in range(cfg["splits"][s])}
         (tmp / "id_mapping.json").write_text(json.dumps(ids))
         (tmp / "ceiling.json").write_text(json.dumps(
