@@ -196,3 +196,14 @@ def test_generation_failure_leaves_no_partial_output(tiny_params, tmp_path, monk
     with pytest.raises(RuntimeError):
         generate(tiny_params, tmp_path / "out", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_impossible_crowd_is_refused_with_the_keys_named(tiny_params, monkeypatch):
+    from aahr.errors import AahrError
+    from aahr.synth import scenes
+
+    for size in scenes.SIZES:  # every shape large: 8 of them cannot keep 1.5 radii apart
+        monkeypatch.setitem(scenes.SIZE_RADIUS, size, 0.165)
+    cfg = dict(tiny_params["synth"], objects_min=8, objects_max=8, overlap=1.5)
+    with pytest.raises(AahrError, match="synth.objects_max"):
+        SceneSampler(cfg, np.random.default_rng(0)).sample(3)

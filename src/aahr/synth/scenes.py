@@ -9,10 +9,12 @@ by one edit (soft negatives) make it hard on purpose.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from aahr.errors import AahrError
 
 SHAPES = ("circle", "ring", "square", "triangle", "diamond", "hexagon", "star", "cross")
 COLOURS = {
@@ -64,7 +66,6 @@ class Scene:
     n_clutter: int
     variant_of: int | None = None  # index (in the split) of the scene this one edits
     edit: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"objects": [o.to_json() for o in self.objects], "background": self.background,
@@ -117,11 +118,17 @@ class SceneSampler:
     def new_scene(self) -> Scene:
         n = int(self.rng.integers(self.cfg["objects_min"], self.cfg["objects_max"] + 1))
         objects: list[SceneObject] = []
+        restarts = 0
         while len(objects) < n:
             obj = self._place(SHAPES[self.rng.integers(len(SHAPES))],
                               list(COLOURS)[self.rng.integers(len(COLOURS))],
                               SIZES[self.rng.integers(len(SIZES))], objects)
             if obj is None:  # crowded: start over rather than silently drop an object
+                restarts += 1
+                if restarts > 200:
+                    raise AahrError(f"synth: cannot place {n} shapes on {self.size} x {self.size} pixels "
+                                    f"with overlap {self.cfg['overlap']}: lower synth.objects_max or "
+                                    "synth.overlap, or raise synth.image_size")
                 objects = []
                 continue
             objects.append(obj)
@@ -163,8 +170,8 @@ class SceneSampler:
                 rest = [p for k, p in enumerate(objs) if k not in (i, j)]
                 if not (self._fits(a2.x, a2.y, a2.r, rest) and self._fits(b2.x, b2.y, b2.r, rest + [a2])):
                     continue
-                if (a2.x, a2.y, a2.r) == (a.x, a.y, a.r) or a.shape == b.shape and a.colour == b.colour:
-                    continue
+                if (a.shape, a.colour, a.size) == (b.shape, b.colour, b.size):
+                    continue  # swapping two equal shapes changes nothing
                 new[i], new[j] = a2, b2
             return Scene(new, background=int(self.rng.integers(55, 150)),
                          clutter_seed=int(self.rng.integers(2**31)),
