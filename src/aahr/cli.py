@@ -14,7 +14,7 @@ from aahr import __version__
 from aahr.errors import AahrError
 
 # Subcommands in pipeline order.
-COMMANDS = ["generate", "summary"]
+COMMANDS = ["generate", "evaluate", "summary"]
 
 
 def build_parser() -> argparse.ArgumentParser:
