@@ -544,3 +544,23 @@ def test_cli_bad_input_writes_nothing(case, tmp_path, tiny_synth, capsys):
     assert rc == 2
     assert message in err and "Traceback" not in err
     assert _files(out) == []
+
+
+def test_cli_zeroshot_evaluates_the_global_branch_embeddings(tmp_path, capsys):
+    # Image i's embedding is the unit vector e_i; caption j of image i gets e_i too, except that
+    # caption 5 (image 1's first) points at image 0: t2i R@1 = 9/10 captions; for image 0 that caption
+    # ties with its own (score 1), and ties count against the query: i2t R@1 = 1/2 images.
+    n = 2
+    img = np.eye(4, dtype=np.float32)[:n]
+    txt = np.repeat(img, 5, axis=0)
+    txt[5] = img[0]
+    np.save(tmp_path / "test_global_img.npy", img)
+    np.save(tmp_path / "test_global_txt.npy", txt)
+    assert main(["evaluate", "--zeroshot", str(tmp_path), "--split", "test", "--protocol", "full",
+                 "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["full_t2i_r1"] == pytest.approx(90.0)
+    assert metrics["full_i2t_r1"] == pytest.approx(50.0)
+    assert np.load(tmp_path / "out" / "sims.npy").shape == (2, 10)
+    assert main(["evaluate", "--zeroshot", str(tmp_path), "--out", str(tmp_path / "o2")]) == 2
+    assert "need --split" in capsys.readouterr().err

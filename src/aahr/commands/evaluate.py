@@ -1,8 +1,10 @@
 """aahr evaluate: the field's retrieval metrics on a saved similarity matrix.
 
 Input: ``--sims FILE.npy``, an (N images, 5 N captions) float matrix (caption j belongs to image
-j // 5). Until the model exists this is the only input; a trained-model path will compute the
-matrix and call :func:`evaluate_and_write` (or :func:`aahr.evaluation.evaluate_protocols`) on it.
+j // 5), or ``--zeroshot FEATURES_DIR --split NAME``: the frozen global branch's own similarity
+(``{split}_global_img.npy @ {split}_global_txt.npy.T``, the ``zeroshot`` row of the tables). A
+trained-model path will compute the matrix and call :func:`evaluate_and_write` (or
+:func:`aahr.evaluation.evaluate_protocols`) on it.
 
 Protocols (``--protocol``, several allowed; default ``auto``):
 
@@ -46,13 +48,16 @@ PROTOCOL_CHOICES = ["1k", "5fold", "5k", "full", "extended", "eccv", "auto"]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sims", required=True, metavar="FILE.npy",
-                   help="(N, 5N) similarity matrix: rows images, columns captions")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sims", metavar="FILE.npy",
+                        help="(N, 5N) similarity matrix: rows images, columns captions")
+    source.add_argument("--zeroshot", metavar="FEATURES_DIR",
+                        help="evaluate the frozen global branch: its {split}_global_img/txt.npy in this folder")
     p.add_argument("--protocol", nargs="+", default=["auto"], choices=PROTOCOL_CHOICES,
                    metavar="P", help=f"one or more of {', '.join(PROTOCOL_CHOICES)} (default: auto)")
     p.add_argument("--positives", metavar="DIR",
                    help="dataset folder holding {split}_positives.npz (extended positives)")
-    p.add_argument("--split", metavar="NAME", help="split of --positives (e.g. test)")
+    p.add_argument("--split", metavar="NAME", help="split of --positives / --zeroshot (e.g. test)")
     p.add_argument("--image-ids", metavar="FILE",
                    help="COCO image id per row (.npy or one per line) for the eccv protocol")
     p.add_argument("--caption-ids", metavar="FILE",
@@ -150,13 +155,23 @@ def _summary(metrics: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from aahr.evaluation import EvaluationError, check_sims
 
-    if (args.positives is None) != (args.split is None):
-        raise EvaluationError("--positives and --split go together")
+    if (args.positives is not None or args.zeroshot is not None) and args.split is None:
+        raise EvaluationError("--positives and --zeroshot need --split")
     if (args.image_ids is None) != (args.caption_ids is None):
         raise EvaluationError("--image-ids and --caption-ids go together")
-    sims = check_sims(_load_sims(Path(args.sims)), name=str(args.sims))
+    if args.zeroshot is not None:
+        from aahr.features.store import load_global
+
+        img, txt = load_global(args.zeroshot, args.split)  # (N, Dg), (5N, Dg)
+        source = f"zero-shot global branch, {args.zeroshot} {args.split}"
+        sims = check_sims(np.asarray(img, np.float32) @ np.asarray(txt, np.float32).T, name=source)
+    else:
+        source = str(args.sims)
+        sims = check_sims(_load_sims(Path(args.sims)), name=source)
     inputs = {}
     if args.positives is not None:
         inputs["positives"] = _load_positives(Path(args.positives), args.split, sims.shape)
@@ -164,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         inputs["image_ids"] = _load_ids(Path(args.image_ids), "image")
         inputs["caption_ids"] = _load_ids(Path(args.caption_ids), "caption")
     metrics = evaluate_and_write(sims, Path(args.out), args.protocol, **inputs)
-    print(f"evaluated {sims.shape[0]} images x {sims.shape[1]} captions ({args.sims}):")
+    print(f"evaluated {sims.shape[0]} images x {sims.shape[1]} captions ({source}):")
     for line in _summary(metrics):
         print(line)
     print(f"{len(metrics)} metrics written to {Path(args.out) / 'metrics.json'}")
