@@ -49,6 +49,32 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def box_geometry(boxes: np.ndarray, height_width: np.ndarray) -> np.ndarray:
+    """boxes (B, K, 4) x0 y0 x1 y1 in pixels, height_width (B, 2) -> (B, K, 5) float32: the box as
+    fractions of its image's width / height, and its area as a fraction of the image. Appended to
+    region features so that "left of" / "above" are visible to a model that sees only the features."""
+    hw = np.asarray(height_width, np.float32).reshape(-1, 1, 2)
+    scale = np.concatenate([hw[..., ::-1], hw[..., ::-1]], -1)               # (B, 1, 4): w h w h
+    rel = np.asarray(boxes, np.float32) / scale
+    area = (rel[..., 2] - rel[..., 0]) * (rel[..., 3] - rel[..., 1])
+    return np.concatenate([rel, area[..., None]], -1).astype(np.float32)
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of arrays / strings: a saved model is reused only for the very data it saw."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).data)
+        else:
+            h.update(str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def require_weights(path: str | Path | None, what: str, how: str) -> Path:
     """Return ``path`` if it is an existing file, else raise MissingWeightsError saying how to get it."""
     if path is None:
@@ -89,6 +115,6 @@ def retrieval_recalls(img: np.ndarray, txt: np.ndarray, ks=(1, 5, 10), chunk: in
     out = {}
     for name, rank in (("i2t", i2t_rank), ("t2i", t2i_rank)):
         for k in ks:
-            out[f"{name}_r{k}"] = 100.0 * float((rank < k).float().mean())
+            out[f"{name}_r{k}"] = 100.0 * float((rank < k).double().mean())
     out["rsum"] = sum(v for key, v in out.items() if key != "rsum")
     return out

@@ -24,7 +24,7 @@ from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from aahr.features import proposals
-from aahr.features.common import batches, seed_everything
+from aahr.features.common import batches, box_geometry, seed_everything
 from aahr.synth.scenes import COLOURS, SHAPES, SIZES
 
 COLOUR_NAMES = tuple(COLOURS)
@@ -42,15 +42,16 @@ class RegionExtractor(nn.Module):
     """CNN + centre head + RoIAlign + region MLP + shape / colour / size heads.
 
     Two maps: stride 2 (``width`` channels: fine enough to separate small touching shapes) and
-    stride 4 (4 x ``width`` channels: the receptive field that sees whole large shapes). The stride-4
+    stride 4 (3 x ``width`` channels: the receptive field that sees whole large shapes). The stride-4
     map is upsampled into the stride-2 one for the centre head; a region's feature pools both.
     """
 
     stride = 2  # of the map the centre head reads
+    C4_MULT = 3  # stride-4 channels per stride-2 channel
 
     def __init__(self, width: int = 16, feature_dim: int = 256, pool: int = 6):
         super().__init__()
-        w, w4 = width, 4 * width
+        w, w4 = width, self.C4_MULT * width
         self.pool = pool
         self.c2 = nn.Sequential(conv_bn(3, w, 2), conv_bn(w, w))                          # stride 2
         self.c4 = nn.Sequential(conv_bn(w, w4, 2), conv_bn(w4, w4), conv_bn(w4, w4))      # stride 4
@@ -67,7 +68,7 @@ class RegionExtractor(nn.Module):
         self.size_head = nn.Linear(feature_dim, len(SIZES))
 
     def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, 3, H, W) in [-0.5, 0.5] -> (B, w, H/2, W/2) fused map and (B, 4w, H/4, W/4)."""
+        """x: (B, 3, H, W) in [-0.5, 0.5] -> (B, w, H/2, W/2) fused map and (B, 3w, H/4, W/4)."""
         c2 = self.c2(x)
         c4 = self.c4(c2)
         up = F.interpolate(self.lateral(c4), size=c2.shape[-2:], mode="nearest")
@@ -79,7 +80,7 @@ class RegionExtractor(nn.Module):
         r2 = roi_align(p2, boxes, output_size=self.pool, spatial_scale=0.5, sampling_ratio=2,
                        aligned=True)                                   # (R, w, pool, pool)
         r4 = roi_align(c4, boxes, output_size=self.pool // 2, spatial_scale=0.25, sampling_ratio=2,
-                       aligned=True)                                   # (R, 4w, pool/2, pool/2)
+                       aligned=True)                                   # (R, 3w, pool/2, pool/2)
         return self.embed(torch.cat([r2.flatten(1), r4.flatten(1)], 1))
 
     def classify(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -202,7 +203,7 @@ def train_extractor(images: np.ndarray, labels: list[dict], cfg: dict, seed: int
             tgt = {k: v.to(device) for k, v in proposals.centre_targets(
                 [lab["boxes"] for lab in labs], grid, model.stride).items()}
             rois, y_shape, y_colour, y_size = _roi_samples(labs, rng, size)
-            maps = model.feature_maps(x)                                 # (B, w, S/2, S/2), (B, 4w, S/4, S/4)
+            maps = model.feature_maps(x)                                 # (B, w, S/2, S/2), (B, 3w, S/4, S/4)
             det_loss = proposals.centre_loss(model.centre(maps[0]), tgt)
             ls, lc, lz = model.classify(model.region_features(maps, [r.to(device) for r in rois]))
             cls_loss = (F.cross_entropy(ls, y_shape.to(device))
@@ -253,9 +254,9 @@ def evaluate_extractor(model: RegionExtractor, images: np.ndarray, labels: list[
                 iou = proposals.box_iou(lab["boxes"] * scale, b).max(1)  # (M,) best proposal per object
                 found += int((iou >= 0.5).sum())
                 best_iou.extend(iou.tolist())
-    acc = 100.0 * correct / max(n_obj, 1)
-    return {"heldout_objects": n_obj, "shape_acc": round(acc[0], 2), "colour_acc": round(acc[1], 2),
-            "size_acc": round(acc[2], 2), "all_three_acc": round(acc[3], 2),
+    acc = [round(float(a), 2) for a in 100.0 * correct / max(n_obj, 1)]
+    return {"heldout_objects": n_obj, "shape_acc": acc[0], "colour_acc": acc[1], "size_acc": acc[2],
+            "all_three_acc": acc[3],
             "proposal_recall_iou50": round(100.0 * found / max(n_obj, 1), 2),
             "proposal_mean_best_iou": round(float(np.mean(best_iou)) if best_iou else 0.0, 3)}
 
@@ -267,14 +268,6 @@ def output_dim(cfg: dict) -> int:
     return cfg["feature_dim"] + (BOX_FEATURES if cfg["append_box"] else 0)
 
 
-def box_geometry(boxes: torch.Tensor, height: float, width: float) -> torch.Tensor:
-    """boxes (B, K, 4) in pixels -> (B, K, 5): x0, y0, x1, y1 as fractions of the image, and area."""
-    scale = boxes.new_tensor([width, height, width, height])
-    rel = boxes / scale
-    area = (rel[..., 2] - rel[..., 0]) * (rel[..., 3] - rel[..., 1])
-    return torch.cat([rel, area[..., None]], -1)
-
-
 @torch.no_grad()
 def extract_batch(model: RegionExtractor, images: np.ndarray, cfg: dict,
                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -282,13 +275,15 @@ def extract_batch(model: RegionExtractor, images: np.ndarray, cfg: dict,
     size, k = cfg["image_size"], cfg["regions_per_image"]
     b, h, w = images.shape[:3]
     x = to_input(images, size, device)                                       # (B, 3, S, S)
-    maps = model.feature_maps(x)                                             # (B, w, S/2, S/2), (B, 4w, S/4, S/4)
+    maps = model.feature_maps(x)                                             # (B, w, S/2, S/2), (B, 3w, S/4, S/4)
     boxes, _ = proposals.decode(model.centre(maps[0]), k, model.stride, (size, size))  # (B, K, 4)
     feats = model.region_features(maps, list(boxes)).view(b, k, -1)          # (B, K, D)
     boxes = boxes * boxes.new_tensor([w / size, h / size, w / size, h / size])  # back to image pixels
+    feats, boxes = feats.float().cpu().numpy(), boxes.float().cpu().numpy()
     if cfg["append_box"]:
-        feats = torch.cat([feats, box_geometry(boxes, h, w)], -1)            # (B, K, D + 5)
-    return feats.float().cpu().numpy(), boxes.float().cpu().numpy()
+        geo = box_geometry(boxes, np.tile([h, w], (b, 1)))                   # (B, K, 5)
+        feats = np.concatenate([feats, geo], -1)                             # (B, K, D + 5)
+    return feats, boxes
 
 
 def extract_split(model: RegionExtractor, images: np.ndarray, cfg: dict, device: torch.device,
@@ -306,20 +301,21 @@ def extract_split(model: RegionExtractor, images: np.ndarray, cfg: dict, device:
 # ------------------------------------------------------------------------------------ checkpoints
 
 
-def save_checkpoint(path: Path, model: RegionExtractor, cfg: dict, seed: int, n_pretrain: int,
+def save_checkpoint(path: Path, model: RegionExtractor, cfg: dict, seed: int, data: str,
                     metrics: dict) -> None:
     from aahr.io import atomic_path
 
-    meta = {"config": model_config(cfg), "seed": seed, "pretrain_images": n_pretrain, "metrics": metrics}
+    meta = {"config": model_config(cfg), "seed": seed, "data": data, "metrics": metrics}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
     from aahr.io import write_json
     write_json(path.with_suffix(".json"), meta)
 
 
-def load_checkpoint(path: Path, cfg: dict, seed: int, n_pretrain: int,
+def load_checkpoint(path: Path, cfg: dict, seed: int, data: str,
                     device: torch.device) -> tuple[RegionExtractor, dict] | None:
-    """The saved extractor if it was trained with the same settings, seed and data size, else None."""
+    """The saved extractor if it was trained with the same settings and seed on the same data
+    (``data``: common.fingerprint of the pretrain images and labels), else None."""
     if not path.is_file():
         return None
     try:
@@ -327,7 +323,7 @@ def load_checkpoint(path: Path, cfg: dict, seed: int, n_pretrain: int,
     except Exception:  # unreadable or from another version: retrain rather than fail
         return None
     meta = ckpt.get("meta", {})
-    want = {"config": model_config(cfg), "seed": seed, "pretrain_images": n_pretrain}
+    want = {"config": model_config(cfg), "seed": seed, "data": data}
     if json.dumps({k: meta.get(k) for k in want}, sort_keys=True) != json.dumps(want, sort_keys=True):
         return None
     model = build_model(cfg)

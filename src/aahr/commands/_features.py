@@ -1,0 +1,77 @@
+"""Arguments and folder defaults shared by the feature-extraction commands (regions, global-branch)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = ("synth", "f30k", "coco")
+
+
+def add_arguments(p: argparse.ArgumentParser, weights_help: str) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--dataset", default="synth", choices=DATASETS, help="dataset (default: synth)")
+    p.add_argument("--input", default=None,
+                   help="raw folder with {split}_ids.txt, {split}_caps.txt, id_mapping.json "
+                        "(default: {data_root}/{dataset}/raw)")
+    p.add_argument("--out", default=None, help="features folder (default: {data_root}/{dataset}/precomp)")
+    p.add_argument("--models", default=None,
+                   help="folder for trained extractor weights (default: {data_root}/{dataset}/models)")
+    p.add_argument("--image-root", default=None,
+                   help="real images: folder the file names of id_mapping.json are relative to (default: --input)")
+    p.add_argument("--weights", default=None, help=weights_help)
+    p.add_argument("--splits", nargs="+", default=None,
+                   help="splits to write (default: every split with a {split}_ids.txt in --input)")
+    p.add_argument("--retrain", action="store_true",
+                   help="synth: train again even if matching weights are saved under --models")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's choice; 1 is often faster on a busy "
+                        "machine shared with other jobs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@dataclass
+class Folders:
+    input: Path
+    out: Path
+    models: Path
+    image_root: Path
+
+
+def folders(args: argparse.Namespace, params: dict) -> Folders:
+    base = Path(params["data_root"]) / args.dataset
+    inp = Path(args.input) if args.input else base / "raw"
+    return Folders(input=inp,
+                   out=Path(args.out) if args.out else base / "precomp",
+                   models=Path(args.models) if args.models else base / "models",
+                   image_root=Path(args.image_root) if args.image_root else inp)
+
+
+def setup_torch(args: argparse.Namespace):
+    """Apply --threads and resolve --device; returns the torch.device."""
+    import torch
+
+    from aahr.features.common import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return pick_device(args.device)
+
+
+def resolve_splits(args: argparse.Namespace, folder: Path) -> list[str]:
+    from aahr.data import DataError
+    from aahr.features.images import available_splits
+
+    if not folder.is_dir():
+        hint = " (run `aahr generate` first)" if folder.name == "raw" and folder.parent.name == "synth" else ""
+        raise DataError(f"{folder}: input folder not found{hint}")
+    found = available_splits(folder)
+    splits = args.splits or found
+    missing = [s for s in splits if s not in found]
+    if missing:
+        raise DataError(f"{folder}: no {missing[0]}_ids.txt (splits found: {', '.join(found) or 'none'})")
+    if not splits:
+        raise DataError(f"{folder}: no {{split}}_ids.txt files")
+    return splits

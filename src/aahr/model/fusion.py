@@ -1,0 +1,36 @@
+"""The frozen global view (the CLIP role) and its gated fusion with the local view (spec §2.4-2.5)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aahr.model.layers import l2n
+
+
+class GlobalProjection(nn.Module):
+    """``g = MLP(Dg -> E)(clip)``: the frozen global embedding in the model's space. It is the
+    attention-pooling query and the global input of the gated fusion."""
+
+    def __init__(self, global_dim: int, embed: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(global_dim, embed), nn.ReLU(inplace=True), nn.Linear(embed, embed))
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        """B x Dg -> B x E."""
+        return self.mlp(g)
+
+
+class GatedFusion(nn.Module):
+    """``z = sigmoid(Linear(2E -> E)([l2n(v_loc); l2n(g)]))``, ``v = z l2n(v_loc) + (1 - z) l2n(g)``.
+    The fused vector is not re-normalised (similarity is the plain dot product)."""
+
+    def __init__(self, embed: int):
+        super().__init__()
+        self.gate = nn.Linear(2 * embed, embed)
+
+    def forward(self, local: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """local, g: B x E -> B x E."""
+        local, g = l2n(local), l2n(g)
+        z = torch.sigmoid(self.gate(torch.cat([local, g], dim=-1)))               # B x E
+        return z * local + (1 - z) * g

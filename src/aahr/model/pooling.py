@@ -1,0 +1,108 @@
+"""Pooling fragments into one vector (spec §2.4, "adaptive aggregation").
+
+AAHR: ``v_loc = beta * v_res + (1 - beta) * v_att`` with
+- ``v_res`` = MaxK over the projected fragments (the residual path, before the fragment Transformer,
+  as in the authors' HREM-derived encoders),
+- ``v_att`` = multi-head attention pooling of the Transformer's output, queried by the projected
+  global embedding.
+The GPO baseline pools with VSE-infinity's generalised pooling operator instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from aahr.model.layers import l2n
+
+
+class MaxKPooling(nn.Module):
+    """Per dimension, the mean of the top-k values over the valid fragments (k shrinks to the number
+    of valid fragments when a sample has fewer)."""
+
+    def __init__(self, k: int = 2):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: B x L x E, mask: B x L -> B x E."""
+        k = min(self.k, x.shape[1])
+        top = x.masked_fill(~mask[..., None], -torch.inf).topk(k, dim=1).values   # B x k x E
+        n = mask.sum(1).clamp(max=k)                                               # B
+        keep = torch.arange(k, device=x.device)[None] < n[:, None]                 # B x k
+        top = top.masked_fill(~keep[..., None], 0.0)
+        return top.sum(1) / n[:, None].to(top.dtype)
+
+
+class AttentionPooling(nn.Module):
+    """Global-queried multi-head attention pooling: per head, cosine(K_j, Q) over the fragments ->
+    softmax -> weighted sum of V (full width); the heads' outputs are averaged.
+
+    ``mask_padding`` (default True) excludes padded fragments from the softmax; the authors' code
+    does not (QUIRK), which lets padding dilute the attention of short captions.
+    """
+
+    def __init__(self, embed: int, heads: int = 8, mask_padding: bool = True):
+        super().__init__()
+        if embed % heads:
+            raise ValueError(f"embedding size {embed} is not divisible by {heads} pooling heads")
+        self.heads, self.mask_padding = heads, mask_padding
+        self.q = nn.Linear(embed, embed)
+        self.k = nn.Linear(embed, embed)
+        self.v = nn.Linear(embed, embed)
+
+    def weights(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """x: B x L x E, mask: B x L, query: B x E -> attention B x h x L (rows sum to 1)."""
+        b, length, e = x.shape
+        q = l2n(self.q(query).view(b, self.heads, e // self.heads))                # B x h x d
+        k = l2n(self.k(x).view(b, length, self.heads, e // self.heads))            # B x L x h x d
+        scores = torch.einsum("blhd,bhd->bhl", k, q)                                # B x h x L
+        if self.mask_padding:
+            scores = scores.masked_fill(~mask[:, None, :], -torch.inf)
+        return scores.softmax(-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """-> B x E."""
+        attn = self.weights(x, mask, query)                                         # B x h x L
+        return torch.einsum("bhl,ble->be", attn, self.v(x)) / self.heads            # heads averaged
+
+
+def positional_encoding(length: int, dim: int, device=None) -> torch.Tensor:
+    """Sinusoidal positions: length x dim."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class GPOPooling(nn.Module):
+    """VSE-infinity's Generalised Pooling Operator: per dimension, the valid values sorted in
+    decreasing order are weighted by softmax(w / 0.1), w generated from the positions by a BiGRU."""
+
+    def __init__(self, pe_dim: int = 32, hidden: int = 32, temperature: float = 0.1):
+        super().__init__()
+        self.pe_dim, self.temperature = pe_dim, temperature
+        self.gru = nn.GRU(pe_dim, hidden, batch_first=True, bidirectional=True)
+        self.linear = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: B x L x E, mask: B x L -> B x E."""
+        b, length, _ = x.shape
+        n = mask.sum(1)                                                             # B
+        slots = torch.arange(length, device=x.device)[None] < n[:, None]            # B x L sorted slots
+        pe = positional_encoding(length, self.pe_dim, x.device).expand(b, -1, -1)   # B x L x P
+        packed = pack_padded_sequence(pe, n.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)    # B x L x 2H
+        h = out.shape[-1] // 2
+        scores = self.linear((out[..., :h] + out[..., h:]) / 2)                     # B x L x 1
+        scores = scores.masked_fill(~slots[..., None], -torch.inf)
+        weights = (scores / self.temperature).softmax(1)                            # B x L x 1
+        ranked = x.masked_fill(~mask[..., None], -torch.inf).sort(dim=1, descending=True).values
+        ranked = ranked.masked_fill(~slots[..., None], 0.0)                         # B x L x E
+        return (ranked * weights.to(ranked.dtype)).sum(1)

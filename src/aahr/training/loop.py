@@ -1,0 +1,329 @@
+"""The training loop behind ``aahr train``: train, validate on dev, checkpoint, resume.
+
+- AdamW with the paper's parameter groups (a pretrained text backbone at ``text_lr_factor`` x lr),
+  the step schedule (lr x ``lr_gamma`` at each epoch of ``lr_steps``), gradient clipping.
+- Model selection by rsum on the dev split (aahr.evaluation.retrieval_metrics); the test split is
+  never read here.
+- Every epoch, atomically: ``last.pt`` (model, optimizer, counters, log history) and, when dev rsum
+  improves, ``best.pt`` (model only); both hold state dicts and plain values only, loadable with
+  ``torch.load(..., weights_only=True)``. ``log.jsonl`` (one line per epoch: every loss term, dev
+  metrics, timing) and, at the end, ``metrics.json`` (numeric: the best epoch's dev metrics).
+- Repeatable: data order, augmentation, dropout and negative sampling are seeded by (seed, epoch /
+  step), so a resumed run ends exactly where an uninterrupted one does.
+- A non-finite loss term stops the run (NonFiniteLossError naming the step and the term); nothing is
+  written for the failed epoch, so the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aahr.errors import AahrError
+from aahr.io import atomic_path, write_json, write_text
+from aahr.model.aahr import AAHR, build_model
+from aahr.training import distributed
+from aahr.training.data import (GlobalBatchSampler, PairDataset, Split, Tokenizer, caption_batches,
+                                dataset_folders, image_batches, load_split)
+
+LAST, BEST, LOG, METRICS = "last.pt", "best.pt", "log.jsonl", "metrics.json"
+# Keys that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = {"epochs", "workers", "device", "nproc"}
+
+
+class TrainingError(AahrError):
+    """Training cannot start or continue (bad setup, incompatible checkpoint)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A loss term became NaN or infinite; the message names the step and the term."""
+
+
+def run_fingerprint(params: dict, variant: str) -> dict:
+    """Everything that decides what a run computes (compared on --resume)."""
+    train = {k: v for k, v in params["train"].items() if k not in RESUMABLE_CHANGES}
+    return {"seed": params["seed"], "variant": variant, "switches": params["variants"][variant],
+            "model": params["model"], "losses": params["losses"], "train": train, "text": params["text"]}
+
+
+def step_seed(seed: int, *counters: int) -> int:
+    s = seed
+    for c in counters:
+        s = (s * 1_000_003 + c + 1) % (2 ** 62)
+    return s
+
+
+def learning_rate_factor(epoch: int, steps: list[int], gamma: float) -> float:
+    """The step schedule: gamma ** (number of milestones <= epoch), epochs counted from 0."""
+    return gamma ** sum(epoch >= m for m in steps)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True))
+            for k, v in batch.items()}
+
+
+def build_tokenizer(params: dict, model: AAHR, train_captions: list[str] | None, vocab_words=None):
+    """The backbone's tokenizer: the BiGRU's vocabulary (built from the training captions, or the
+    saved word list) or the BERT's WordPiece tokenizer."""
+    from aahr.features.text import Vocabulary
+
+    text = params["text"]
+    if text["backbone"] == "bigru":
+        vocab = Vocabulary(vocab_words) if vocab_words is not None else Vocabulary.build(train_captions)
+        return Tokenizer(text["max_tokens"], vocab=vocab)
+    return Tokenizer(text["max_tokens"], hf=model.text.backbone.tokenizer)
+
+
+def vocab_size(params: dict, train_captions: list[str]) -> int | None:
+    from aahr.features.text import Vocabulary
+
+    return len(Vocabulary.build(train_captions)) if params["text"]["backbone"] == "bigru" else None
+
+
+def optimizer_for(model: AAHR, train: dict) -> torch.optim.AdamW:
+    """AdamW: the pretrained text backbone at ``text_lr_factor`` x lr, everything else at lr; the
+    momentum encoders and frozen parts have no entry."""
+    backbone = {id(p) for p in model.backbone_parameters()}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]
+    groups = [{"params": rest, "lr": train["lr"], "base_lr": train["lr"], "name": "model"}]
+    if backbone:
+        lr = train["lr"] * train["text_lr_factor"]
+        groups.append({"params": model.backbone_parameters(), "lr": lr, "base_lr": lr, "name": "text_backbone"})
+    return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"])
+
+
+@torch.no_grad()
+def encode_split(model: AAHR, split: Split, tokenizer: Tokenizer, device: torch.device, batch_size: int,
+                 autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
+    """(N x E image embeddings, 5N x E caption embeddings) of a whole split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    img, txt = [], []
+    with autocast():
+        for b in image_batches(split, batch_size):
+            b = to_device(b, device)
+            img.append(model.encode_images(b["regions"], b["region_mask"], b.get("global_img")).embedding.float().cpu())
+        for b in caption_batches(split, tokenizer, batch_size):
+            b = to_device(b, device)
+            txt.append(model.encode_texts(b["tokens"], b.get("global_txt")).embedding.float().cpu())
+    model.train(was_training)
+    return torch.cat(img).numpy(), torch.cat(txt).numpy()
+
+
+def evaluate_split(model, split, tokenizer, device, batch_size, autocast=nullcontext) -> dict:
+    from aahr.evaluation import retrieval_metrics
+
+    img, txt = encode_split(model, split, tokenizer, device, batch_size, autocast)
+    return retrieval_metrics(img @ txt.T)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise TrainingError(f"{path}: cannot read the checkpoint ({exc})") from None
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu") -> tuple[AAHR, Tokenizer, dict]:
+    """A trained model from ``best.pt`` / ``last.pt`` alone (its settings travel in the checkpoint):
+    (model in eval mode, its tokenizer, the checkpoint dict)."""
+    ckpt = load_checkpoint(Path(path))
+    fp, variant = ckpt["fingerprint"], ckpt["variant"]
+    params = {"variants": {variant: fp["switches"]}, "model": fp["model"], "losses": fp["losses"], "text": fp["text"]}
+    vocab = ckpt["vocab"]
+    model = build_model(params, variant, ckpt["dims"]["region"], ckpt["dims"]["global"],
+                        len(vocab) if vocab is not None else None)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    return model, build_tokenizer(params, model, None, vocab), ckpt
+
+
+@dataclass
+class RunningMeans:
+    sums: dict = field(default_factory=dict)
+    n: int = 0
+
+    def add(self, values: dict) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def means(self) -> dict:
+        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+
+
+@dataclass
+class Options:
+    params: dict
+    variant: str
+    out: Path
+    dataset: str = "synth"
+    features: Path | None = None
+    captions: Path | None = None
+    resume: bool = False
+    device: str | None = None
+    progress: bool = True
+
+
+def train(opts: Options) -> dict:
+    """Run (or resume) one training run; returns the best epoch's dev metrics (also metrics.json)."""
+    from aahr.features.common import pick_device, seed_everything
+
+    params, variant, out = opts.params, opts.variant, Path(opts.out)
+    if variant not in params["variants"]:
+        raise TrainingError(f"unknown variant {variant!r} (params.yaml variants: {', '.join(params['variants'])})")
+    tcfg, seed = params["train"], params["seed"]
+    ctx = distributed.init(pick_device(opts.device or tcfg["device"]))
+    try:
+        return _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _check_batch_against_queue(params: dict, variant: str) -> None:
+    if params["variants"][variant]["moco"]:
+        q, b = params["losses"]["moco"]["queue_size"], params["train"]["batch_size"]
+        if q % b:
+            raise TrainingError(f"losses.moco.queue_size ({q}) must be a multiple of train.batch_size ({b}): "
+                                "the queue is filled one global batch at a time")
+
+
+def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict:
+    _check_batch_against_queue(params, variant)
+    device, switches = ctx.device, params["variants"][variant]
+    last_path = out / LAST
+    state = None
+    if last_path.exists():
+        if not opts.resume:
+            raise TrainingError(f"{out} already holds a checkpoint ({LAST}); pass --resume to continue it "
+                                "or choose another --out")
+        state = load_checkpoint(last_path)
+        if state["fingerprint"] != run_fingerprint(params, variant):
+            raise TrainingError(f"{last_path}: the checkpoint was trained with other settings "
+                                f"(only train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
+    elif opts.resume and ctx.main:
+        print(f"no checkpoint in {out}: starting from epoch 0")
+
+    features, captions = dataset_folders(params["data_root"], opts.dataset, opts.features, opts.captions)
+    train_split = load_split(features, captions, "train", switches["global_branch"])
+    dev_split = load_split(features, captions, "dev", switches["global_branch"])
+    region_dim = train_split.regions.shape[2]
+    global_dim = train_split.global_img.shape[1] if train_split.global_img is not None else None
+
+    seed_everything(seed)
+    vocab_words = state["vocab"] if state is not None else None
+    n_vocab = len(vocab_words) if vocab_words is not None else vocab_size(params, train_split.captions)
+    model = build_model(params, variant, region_dim, global_dim, n_vocab).to(device)
+    tokenizer = build_tokenizer(params, model, train_split.captions, vocab_words)
+    if ctx.distributed:
+        distributed.sync_batchnorm(model)
+    optimizer = optimizer_for(model, tcfg)
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+
+    start_epoch, iteration, best, history = 0, 0, {"rsum": -math.inf, "epoch": -1, "metrics": {}}, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, iteration, best, history = state["epoch"], state["iteration"], state["best"], state["history"]
+        if ctx.main:
+            print(f"Resuming from epoch {start_epoch}: continuing with epoch {start_epoch + 1} of {tcfg['epochs']}")
+
+    augment = {k: tcfg[k] for k in ("region_drop", "word_drop", "word_mask", "word_replace")}
+    dataset = PairDataset(train_split, tokenizer, seed, augment)
+    sampler = GlobalBatchSampler(len(dataset), tcfg["batch_size"], seed, ctx.rank, ctx.world,
+                                 tcfg["epoch_captions"])
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate,
+                                         num_workers=tcfg["workers"], persistent_workers=False)
+    steps_per_epoch = len(sampler)
+    use_bf16 = bool(tcfg["bf16"]) and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    generator = torch.Generator(device=device)
+    vocab_out = list(tokenizer.vocab.words) if tokenizer.vocab is not None else None
+
+    for epoch in range(start_epoch, tcfg["epochs"]):
+        factor = learning_rate_factor(epoch, tcfg["lr_steps"], tcfg["lr_gamma"])
+        for g in optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        sampler.epoch = epoch
+        torch.manual_seed(step_seed(seed, epoch, ctx.rank))        # the encoders' dropout
+        model.train()
+        means = RunningMeans()
+        t0 = time.perf_counter()
+        bar = tqdm(loader, desc=f"{variant} epoch {epoch + 1}/{tcfg['epochs']}", unit="step",
+                   disable=not (opts.progress and ctx.main), dynamic_ncols=True, leave=False)
+        for batch in bar:
+            batch = to_device(batch, device)
+            with autocast():
+                local = model(batch)
+            glob = distributed.gather_output(ctx, local)
+            generator.manual_seed(step_seed(seed, 10 ** 6 + iteration))
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(step_seed(seed, 2 * 10 ** 6 + iteration))  # same on every process
+                terms = model.loss_terms(glob, iteration, epoch, steps_per_epoch, generator)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            for name, v in values.items():
+                if not math.isfinite(v):
+                    raise NonFiniteLossError(
+                        f"step {iteration + 1} (epoch {epoch + 1}): the loss term {name!r} is {v}; "
+                        f"training stopped, the last good checkpoint is {last_path}"
+                        + ("" if last_path.exists() else " (none written yet)"))
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            (loss / ctx.world).backward()
+            distributed.all_reduce_gradients(trainable)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tcfg["grad_clip"])
+            optimizer.step()
+            iteration += 1
+            values["loss"] = sum(values.values())
+            values["grad_norm"] = float(grad_norm)
+            means.add(values)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in means.means().items() if k != "grad_norm"})
+        bar.close()
+        seconds = time.perf_counter() - t0
+
+        record = None
+        if ctx.main:
+            metrics = evaluate_split(model, dev_split, tokenizer, device, tcfg["eval_batch_size"], autocast)
+            record = {"epoch": epoch + 1, "iteration": iteration, "lr": tcfg["lr"] * factor,
+                      **{k: v for k, v in means.means().items()},
+                      **{f"dev_{k}": v for k, v in metrics.items()},
+                      "seconds": seconds, "seconds_per_step": seconds / max(steps_per_epoch, 1)}
+            history.append(record)
+            improved = metrics["rsum"] > best["rsum"]
+            if improved:
+                best = {"rsum": metrics["rsum"], "epoch": epoch + 1, "metrics": metrics}
+            common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(params, variant),
+                      "vocab": vocab_out, "dims": {"region": region_dim, "global": global_dim}}
+            if improved:
+                save_checkpoint(out / BEST, {**common, "model": model.state_dict(), "dev": metrics})
+            save_checkpoint(last_path, {**common, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "iteration": iteration, "best": best, "history": history})
+            write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in history))
+            if opts.progress:
+                print(f"{variant} epoch {epoch + 1}/{tcfg['epochs']}: loss {record['loss']:.4f} "
+                      f"dev rsum {metrics['rsum']:.1f} (best {best['rsum']:.1f} @ epoch {best['epoch']}) "
+                      f"{seconds:.0f}s")
+        distributed.barrier(ctx)
+
+    result = {"best_epoch": best["epoch"], **{f"dev_{k}": v for k, v in best["metrics"].items()}}
+    if ctx.main:
+        write_json(out / METRICS, result)
+    return result

@@ -1,0 +1,382 @@
+"""The AAHR model: shapes, every loss term on hand-computed tiny cases, and one switch per module."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aahr.model.aahr import AAHR, LOSS_TERMS, build_model
+from aahr.model.layers import MaskedBatchNorm1d, l2n
+from aahr.model.losses import distance_weights, triplet_loss
+from aahr.model.moco import KeyQueue, MomentumEncoders, masked_info_nce
+from aahr.model.pooling import AttentionPooling, GPOPooling, MaxKPooling
+from aahr.model.prototypes import Prototypes, sinkhorn
+from aahr.model.relation import (DenseGCN, fine_grained_similarity, intra_correlation, normalized_adjacency,
+                                 top_share)
+
+from tiny_features import GLOBAL_DIM, REGION_DIM, REGIONS, tiny_train_params
+
+VOCAB = 30
+
+
+def tiny_model(variant: str = "aahr", **losses) -> AAHR:
+    params = tiny_train_params()
+    for k, v in losses.items():
+        params["losses"][k] = v
+    torch.manual_seed(0)
+    return build_model(params, variant, REGION_DIM, GLOBAL_DIM, VOCAB)
+
+
+def tiny_batch(b: int = 8, length: int = 7, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, length + 1, (b,), generator=g)
+    lengths[0] = length
+    ids = torch.randint(2, VOCAB, (b, length), generator=g) * (torch.arange(length)[None] < lengths[:, None])
+    mask = torch.rand(b, REGIONS, generator=g) > 0.3
+    mask[:, 0] = True
+    img_ids = torch.arange(b) // 2                               # two captions of each image
+    return {"regions": torch.randn(b, REGIONS, REGION_DIM, generator=g), "region_mask": mask,
+            "tokens": {"ids": ids, "lengths": lengths},
+            "global_img": l2n(torch.randn(b, GLOBAL_DIM, generator=g)),
+            "global_txt": l2n(torch.randn(b, GLOBAL_DIM, generator=g)), "img_ids": img_ids}
+
+
+# ------------------------------------------------------------------------------------- shapes
+
+
+def test_encoders_and_training_step_shapes():
+    model, b = tiny_model(), tiny_batch()
+    e = tiny_train_params()["model"]["embed_size"]
+    out = model(b)
+    assert out.img.fragments.shape == (8, REGIONS, e) and out.img.mask.shape == (8, REGIONS)
+    assert out.txt.fragments.shape == (8, 7, e) and out.txt.mask.shape == (8, 7)
+    for enc in (out.img, out.txt):
+        assert enc.local.shape == (8, e) and enc.embedding.shape == (8, e)
+        # the fused vector is a convex combination of two unit vectors: norm <= 1, not re-normalised
+        assert (enc.embedding.norm(dim=1) <= 1 + 1e-5).all()
+    assert out.img_keys.shape == (8, e) and torch.allclose(out.img_keys.norm(dim=1), torch.ones(8))
+    terms = model.loss_terms(out, iteration=10 ** 6, epoch=5, steps_per_epoch=10)
+    assert set(terms) == set(LOSS_TERMS) and all(t.shape == () for t in terms.values())
+    sum(terms.values()).backward()
+    assert model.relation.joint_gcn.linear.weight.grad is not None
+    assert model.prototypes.weight.grad is not None
+    assert model.image.project.fc.weight.grad.abs().sum() > 0
+    # the momentum encoders never receive gradients
+    assert all(p.grad is None and not p.requires_grad for p in model.momentum.parameters())
+
+
+def test_inference_embeddings_ignore_padding_and_dot_product_is_the_similarity():
+    model, b = tiny_model(), tiny_batch()
+    model.eval()
+    with torch.no_grad():
+        t1 = model.encode_texts(b["tokens"], b["global_txt"]).embedding
+        longer = {"ids": torch.cat([b["tokens"]["ids"], torch.randint(2, VOCAB, (8, 3))], 1),
+                  "lengths": b["tokens"]["lengths"]}
+        t2 = model.encode_texts(longer, b["global_txt"]).embedding
+        regions = b["regions"].clone()
+        regions[~b["region_mask"]] = 1e3
+        v1 = model.encode_images(b["regions"], b["region_mask"], b["global_img"]).embedding
+        v2 = model.encode_images(regions, b["region_mask"], b["global_img"]).embedding
+    assert torch.allclose(t1, t2, atol=1e-5) and torch.allclose(v1, v2, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ pooling
+
+
+def test_maxk_averages_the_top_two_valid_values_and_ignores_padding():
+    x = torch.tensor([[[1.0, 5.0], [3.0, 2.0], [100.0, 100.0]],
+                      [[4.0, -1.0], [50.0, 50.0], [60.0, 60.0]]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    out = MaxKPooling(2)(x, mask)
+    assert torch.allclose(out, torch.tensor([[2.0, 3.5], [4.0, -1.0]]))  # k shrinks to 1 valid fragment
+
+
+def test_attention_pooling_gives_padding_zero_weight_unless_the_quirk_is_kept():
+    torch.manual_seed(0)
+    x, query = torch.randn(2, 5, 16), torch.randn(2, 16)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    noisy = x.clone()
+    noisy[~mask] = 7.0
+    fixed = AttentionPooling(16, 4, mask_padding=True)
+    w = fixed.weights(x, mask, query)
+    assert torch.all(w[0, :, 3:] == 0) and torch.allclose(w.sum(-1), torch.ones(2, 4))
+    assert torch.allclose(fixed(x, mask, query), fixed(noisy, mask, query), atol=1e-6)
+    quirk = AttentionPooling(16, 4, mask_padding=False)
+    quirk.load_state_dict(fixed.state_dict())
+    assert not torch.allclose(quirk(x, mask, query)[0], quirk(noisy, mask, query)[0], atol=1e-3)
+
+
+def test_gpo_pooling_ignores_padding_and_region_holes():
+    torch.manual_seed(0)
+    gpo = GPOPooling(8, 8)
+    x = torch.randn(2, 4, 6)
+    mask = torch.tensor([[True, False, True, True], [True, True, False, False]])
+    noisy = x.clone()
+    noisy[~mask] = 50.0
+    assert torch.allclose(gpo(x, mask), gpo(noisy, mask), atol=1e-6)
+    # a hole in the middle pools like the same fragments packed at the front
+    packed = torch.zeros_like(x[:1])
+    packed[0, :3] = x[0, mask[0]]
+    assert torch.allclose(gpo(x[:1], mask[:1]), gpo(packed, torch.tensor([[True, True, True, False]])), atol=1e-6)
+
+
+def test_masked_batchnorm_matches_batchnorm_on_the_valid_fragments_only():
+    torch.manual_seed(0)
+    x = torch.randn(10, 4) * 3 + 1
+    ours, ref = MaskedBatchNorm1d(4), nn.BatchNorm1d(4)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+    assert torch.allclose(ours.running_mean, ref.running_mean) and torch.allclose(ours.running_var, ref.running_var)
+    ours.eval(), ref.eval()
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ triplet loss
+
+S = torch.tensor([[0.9, 0.8, 0.1],
+                  [0.2, 0.7, 0.6],
+                  [0.5, 0.3, 0.4]])
+
+
+def sims_as_embeddings(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """img = I, txt = S^T so that img @ txt^T = S."""
+    return torch.eye(s.shape[0]), s.T.clone()
+
+
+def test_triplet_hardest_and_mean_on_a_hand_computed_case():
+    img, txt = sims_as_embeddings(S)
+    ids = torch.tensor([0, 1, 2])
+    # rows: 0.1 + 0.1 + 0.3; columns: 0 + 0.3 + 0.4
+    assert triplet_loss(img, txt, ids, 0.2, "hardest").item() == pytest.approx(1.2)
+    # mean over negatives: rows 0.05 + 0.05 + 0.2, columns 0 + 0.15 + 0.2
+    assert triplet_loss(img, txt, ids, 0.2, "mean").item() == pytest.approx(0.65)
+
+
+def test_captions_of_the_same_image_are_positives_not_negatives():
+    img, txt = sims_as_embeddings(S)
+    # pairs 0 and 1 show the same image: (0,1) and (1,0) become positive pairs (anchors), never negatives
+    ids = torch.tensor([0, 0, 2])
+    # rows: 0 + (0.6 + 0.1) + 0.3; columns: 0.5 + 0 + 0.4
+    assert triplet_loss(img, txt, ids, 0.2, "hardest").item() == pytest.approx(1.9)
+
+
+def test_distance_weights_follow_wu_et_al_and_zero_positives_and_far_negatives():
+    s = torch.tensor([[0.95, 0.2, -0.1, -0.6, 0.3]])
+    positives = torch.tensor([[True, False, False, False, True]])
+    w = distance_weights(s, ~positives, dim=512, min_distance=0.5, cutoff=1.7)[0]
+    dist = np.sqrt(2 - 2 * np.array([0.2, -0.1]))
+    log_w = (2 - 512) * np.log(dist) - (509 / 2) * np.log(1 - dist ** 2 / 4)
+    expected = np.exp(log_w - log_w.max()) / np.exp(log_w - log_w.max()).sum()
+    assert w[0] == 0 and w[4] == 0                      # positives
+    assert w[3] == 0                                    # dist sqrt(3.2) = 1.79 >= cutoff 1.7
+    assert np.allclose(w[1:3].numpy(), expected, rtol=1e-4)
+
+
+def test_distance_weighted_sampling_never_picks_a_positive(monkeypatch):
+    torch.manual_seed(0)
+    b = 12
+    ids = torch.arange(b) // 3                          # three captions per image
+    img = l2n(torch.randn(b, 16))
+    txt = l2n(img + 0.3 * torch.randn(b, 16))           # positives similar: likely picked if allowed
+    picked = []
+    real = torch.multinomial
+
+    def spy(weights, n, **kw):
+        out = real(weights, n, **kw)
+        picked.append(out.squeeze(1))
+        return out
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    positives = ids[:, None] == ids[None, :]
+    anchors = positives.nonzero(as_tuple=True)[0]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        triplet_loss(img, txt, ids, 0.2, "distance_weighted", gen, {"cutoff": 2.0})
+    assert len(picked) == 40
+    for neg in picked:                                  # both directions: positives are symmetric
+        assert not positives[anchors, neg].any()
+
+
+# ------------------------------------------------------------------------------- prototypes
+
+
+def test_sinkhorn_gives_unit_rows_and_an_equal_partition_over_prototypes():
+    torch.manual_seed(0)
+    scores = torch.randn(12, 4)
+    q = sinkhorn(scores, 0.1, 3)
+    assert torch.allclose(q.sum(1), torch.ones(12), atol=1e-5)
+    q = sinkhorn(scores, 0.1, 200)
+    assert torch.allclose(q.sum(0), torch.full((4,), 3.0), atol=1e-3)   # B / K each
+    assert torch.allclose(sinkhorn(torch.zeros(6, 3)), torch.full((6, 3), 1 / 3))
+    # the codes follow the scores: argmax agrees where the partition allows
+    assert (sinkhorn(torch.eye(4) * 5).argmax(1) == torch.arange(4)).all()
+
+
+def test_swapped_prediction_on_a_hand_computed_case():
+    proto = Prototypes(2, 2, epsilon=0.1, iterations=3, temperature=0.1)
+    with torch.no_grad():
+        proto.weight.copy_(torch.eye(2) * 3)            # re-normalised to the unit rows at each step
+    x = torch.eye(2)                                    # image and text embeddings both [[1,0],[0,1]]
+    a = math.exp(10) / (math.exp(10) + 1)               # the Sinkhorn code and the softmax are both [a, 1-a]
+    entropy = -(a * math.log(a) + (1 - a) * math.log(1 - a))
+    assert proto.loss(x, x).item() == pytest.approx(2 * entropy, rel=1e-4)
+    assert torch.allclose(proto.weight, torch.eye(2))
+
+
+# ------------------------------------------------------------------------------------- MoCo
+
+
+def test_info_nce_with_the_queue_masks_entries_of_the_same_image():
+    t = 0.5
+    q, k = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.6, 0.8]])
+    queue = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    queue_ids, qid = torch.tensor([7, 3, 3]), torch.tensor([7])
+    masked = masked_info_nce(q, k, queue, qid, queue_ids, t, mask_same_image=True).item()
+    assert masked == pytest.approx(-math.log(math.exp(0.6 / t) / (math.exp(0.6 / t) + 1 + math.exp(-1 / t))), rel=1e-5)
+    unmasked = masked_info_nce(q, k, queue, qid, queue_ids, t, mask_same_image=False).item()
+    assert unmasked == pytest.approx(-math.log(math.exp(0.6 / t) / (math.exp(0.6 / t) + math.exp(1 / t) + 1
+                                                                   + math.exp(-1 / t))), rel=1e-5)
+
+
+def test_key_queue_is_fifo_and_fills():
+    queue = KeyQueue(4, 2)
+    queue.enqueue(torch.ones(2, 2), torch.tensor([1, 2]))
+    assert not queue.full
+    queue.enqueue(2 * torch.ones(2, 2), torch.tensor([3, 4]))
+    assert queue.full and queue.ids.tolist() == [1, 2, 3, 4]
+    queue.enqueue(3 * torch.ones(2, 2), torch.tensor([5, 6]))  # the oldest two are replaced
+    assert queue.ids.tolist() == [5, 6, 3, 4] and queue.keys[0, 0] == 3
+    with pytest.raises(ValueError, match="does not divide"):
+        queue.enqueue(torch.ones(3, 2), torch.tensor([1, 2, 3]))
+
+
+def test_momentum_update_is_an_exponential_moving_average():
+    torch.manual_seed(0)
+    image, text = nn.Linear(3, 2), nn.Linear(2, 2)
+    ema = MomentumEncoders(image, text, momentum=0.9)
+    before = ema.image.weight.clone()
+    with torch.no_grad():
+        image.weight.add_(1.0)
+    ema.update(image, text)
+    assert torch.allclose(ema.image.weight, 0.9 * before + 0.1 * image.weight)
+    assert torch.allclose(ema.text.weight, text.weight)           # unchanged online -> unchanged copy
+    assert not ema.image.weight.requires_grad
+
+
+def test_moco_term_waits_for_a_full_queue_and_enqueues_the_global_batch():
+    model = tiny_model()                                          # queue 32, batch 8 -> full after 4 steps
+    values = []
+    for step in range(5):
+        out = model(tiny_batch(seed=step))
+        values.append(model.loss_terms(out, 0, 0, 10)["moco"].item())
+    assert values[:4] == [0.0] * 4 and values[4] > 0
+    assert model.image_queue.full and model.text_queue.ids[:8].tolist() == tiny_batch()["img_ids"].tolist()
+
+
+# ---------------------------------------------------------------------------------- relation
+
+
+def test_connectivity_keeps_the_top_half_of_each_row():
+    torch.manual_seed(0)
+    scores = torch.randn(5, 8)
+    keep = top_share(scores, 0.5)
+    assert (keep.sum(1) == 4).all()
+    assert torch.equal(keep, scores >= scores.topk(4, dim=1).values[:, -1:])
+    ties = top_share(torch.tensor([[1.0, 1.0, 1.0, 0.0]]), 0.5)        # ties at the threshold are kept
+    assert ties.tolist() == [[True, True, True, False]]
+
+
+def test_relation_graph_adjacency_blocks():
+    model = tiny_model()
+    out = model(tiny_batch())
+    v_hat, t_hat = l2n(out.img.local), l2n(out.txt.local)
+    a, c = model.relation.adjacency(v_hat, t_hat, out.img.fragments, out.img.mask, out.txt.fragments, out.txt.mask)
+    assert a.shape == c.shape == (16, 16)
+    for block in (c[:8, :8], c[:8, 8:], c[8:, :8], c[8:, 8:]):
+        assert (block.sum(1) >= 4).all()                                # top 50% of 8, ties kept
+    assert c[:8, :8].diagonal().all() and c[8:, 8:].diagonal().all()  # every node keeps itself
+    assert torch.allclose(a[:8, :8], torch.exp(-torch.cdist(v_hat, v_hat)), atol=1e-3)
+
+
+def test_intra_correlation_is_exp_minus_distance():
+    x = l2n(torch.randn(6, 5))
+    assert torch.allclose(intra_correlation(x), torch.exp(-torch.cdist(x, x)), atol=1e-3)
+
+
+def test_fine_grained_similarity_hand_case_ignores_padding():
+    regions = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]])     # third region is padding
+    region_mask = torch.tensor([[True, True, False]])
+    words = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [-5.0, 3.0]]])       # third word is padding
+    word_mask = torch.tensor([[True, True, False]])
+    i2t, t2i = fine_grained_similarity(regions, region_mask, words, word_mask)
+    c = 1 / math.sqrt(2)
+    sim = np.array([[1.0, 0.0], [c, c]])                               # words x regions cosines (all >= 0)
+    by_words = sim / np.linalg.norm(sim, axis=0, keepdims=True)         # t2i: normalised over words
+    by_regions = sim / np.linalg.norm(sim, axis=1, keepdims=True)       # i2t: normalised over regions
+    assert t2i.item() == pytest.approx(by_words.max(1).mean(), rel=1e-5)
+    assert i2t.item() == pytest.approx(by_regions.max(0).mean(), rel=1e-5)
+
+
+def test_dense_gcn_equals_torch_geometric_gcnconv():
+    gnn = pytest.importorskip("torch_geometric.nn")
+    torch.manual_seed(0)
+    n, d = 10, 6
+    a = torch.rand(n, n)
+    a = a * top_share(a, 0.5)
+    a.fill_diagonal_(1.0)
+    x = torch.randn(n, d)
+    dense = DenseGCN(d, dropout=0.0)
+    conv = gnn.GCNConv(d, d, add_self_loops=False, normalize=True)
+    with torch.no_grad():
+        conv.lin.weight.copy_(dense.linear.weight)
+        conv.bias.copy_(torch.randn(d))
+        dense.bias.copy_(conv.bias)
+    tgt, src = a.nonzero(as_tuple=True)                                # row i aggregates from j: edge j -> i
+    ref = conv(x, torch.stack([src, tgt]), a[tgt, src])
+    assert torch.allclose(dense.propagate(x, a), ref, atol=1e-5)
+    assert torch.allclose(normalized_adjacency(a).sum(), normalized_adjacency(a).T.sum())
+
+
+# ---------------------------------------------------------------------------------- switches
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("variant, missing_term, gone", [
+    ("no_gnn", "relation", "relation"),
+    ("no_proto", "prototypes", "prototypes"),
+    ("no_moco", "moco", "momentum"),
+    ("no_global", None, None),
+    ("gpo", None, None),
+])
+def test_each_switch_removes_its_module_and_its_loss_term(variant, missing_term, gone):
+    full, ablated = tiny_model("aahr"), tiny_model(variant)
+    assert n_params(ablated) < n_params(full)
+    b = tiny_batch()
+    terms = set(ablated.loss_terms(ablated(b), 10 ** 6, 5, 10))
+    assert terms < set(LOSS_TERMS) or variant == "no_global"
+    if missing_term:
+        assert terms == set(LOSS_TERMS) - {missing_term} and getattr(ablated, gone) is None
+    if variant == "no_global":
+        assert ablated.image.head.global_proj is None and ablated.text.head.global_proj is None
+        assert terms == set(LOSS_TERMS)
+        # without the global view no global input is read
+        b.pop("global_img"), b.pop("global_txt")
+        ablated(b)
+    if variant == "gpo":
+        assert terms == {"triplet"} and ablated.image.head.transformer is None
+        assert hasattr(ablated.image.head, "gpo") and not hasattr(ablated.image.head, "attention")
+
+
+def test_warmups_switch_terms_on_at_their_iterations():
+    model = tiny_model()       # relation warm-up 0.2 epoch, prototypes 0.1 epoch; 10 steps per epoch
+    b = tiny_batch()
+    at = {it: model.loss_terms(model(b), it, 0, 10) for it in (0, 1, 2)}
+    assert at[0]["relation"].item() == 0 and at[0]["prototypes"].item() == 0
+    assert at[1]["prototypes"].item() == 0                               # on when it > 1 (strictly)
+    assert at[2]["relation"].item() > 0 and at[2]["prototypes"].item() > 0   # relation on when it >= 2
