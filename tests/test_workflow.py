@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -48,14 +49,27 @@ def test_lint_and_format_are_clean(project):
 def test_dry_run_plans_every_stage(project):
     proc = snakemake(project, "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "generate_synth" in proc.stdout
+    for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
+        assert rule in proc.stdout
 
 
 def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     first = snakemake(project)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (project / "data/tiny/synth/raw/test_positives.npz").is_file()
-    assert (project / "results/tiny/benchmarks/generate_synth.tsv").is_file()
+    for split in ("train", "dev", "test"):
+        for name in ("ims", "boxes", "global_img", "global_txt"):
+            assert (project / f"data/tiny/synth/precomp/{split}_{name}.npy").is_file()
+    metrics = json.loads((project / "results/tiny/synth/zeroshot/metrics.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in metrics.values()) and "ext_t2i_map_at_r" in metrics
+    for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
+        assert (project / f"results/tiny/benchmarks/{rule}.tsv").is_file()
+    summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
+                             env=_env(), capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    for what in ("synth dataset: data/tiny/synth/raw", "region features:", "global branch:",
+                 "zero-shot global branch: results/tiny/synth/zeroshot/metrics.json"):
+        assert what in summary.stdout
     second = snakemake(project)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr

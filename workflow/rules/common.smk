@@ -1,5 +1,6 @@
 # Helpers shared by the rules: the validated config, paths, and the package sources as inputs.
 import hashlib
+import os
 from pathlib import Path
 
 import yaml
@@ -40,5 +41,18 @@ def params_file():
     return str(path)
 
 
+# Splits a matcher reads: train (training), dev (model selection), test (the tables).
+MATCH_SPLITS = ["train", "dev", "test"]
+
+
 def synth_raw():
     return f"{DATA}/synth/raw"
+
+
+def precomp(dataset, *names):
+    """Files of a dataset's feature folder; `{split}` in a name expands over MATCH_SPLITS."""
+    return [
+        f"{DATA}/{dataset}/precomp/{n}".format(split=split)
+        for n in names
+        for split in (MATCH_SPLITS if "{split}" in n else [None])
+    ]

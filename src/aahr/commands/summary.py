@@ -27,14 +27,50 @@ def _synth_raw(folder: Path) -> list[str]:
     return lines
 
 
+def _features(folder: Path) -> list[str]:
+    lines = []
+    regions, glob = folder / "regions.json", folder / "global_branch.json"
+    if regions.is_file():
+        r = json.loads(regions.read_text())
+        m = r["extractor_metrics"]
+        shape = r["splits"]["test"]["shape"] if "test" in r["splits"] else "?"
+        lines.append(f"region features: {folder}/{{split}}_ims.npy, test {shape} "
+                     f"({r['seconds']} s); extractor held-out accuracy shape {m['shape_acc']:.1f}%, "
+                     f"colour {m['colour_acc']:.1f}%, size {m['size_acc']:.1f}%")
+    if glob.is_file():
+        g = json.loads(glob.read_text())
+        lines.append(f"global branch: {folder}/{{split}}_global_img.npy / _txt.npy ({g['seconds']} s)")
+    return lines
+
+
+def _row(name: str, folder: Path, ceiling: dict) -> list[str]:
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return []
+    m = json.loads(path.read_text())
+    line = f"{name}: {path}"
+    if "5fold_rsum" in m and "1k_folds" in ceiling:
+        line += f"; test rsum 1K folds {m['5fold_rsum']:.1f} (ceiling {ceiling['1k_folds']['rsum']:.1f})"
+    for key in ("5k_rsum", "full_rsum"):
+        if key in m:
+            line += f", all test images {m[key]:.1f} (ceiling {ceiling['full']['rsum']:.1f})"
+    return [line]
+
+
 def run(args: argparse.Namespace) -> int:
     from aahr.config import load_params
 
     params = load_params(args.params)
-    data = Path(params["data_root"])
+    data, results = Path(params["data_root"]), Path(params["results_root"])
     lines = []
     raw = data / "synth" / "raw"
     if "synth" in params["datasets"]:
-        lines += _synth_raw(raw) if (raw / "summary.json").is_file() else [f"synth dataset: not generated yet ({raw})"]
+        if not (raw / "summary.json").is_file():
+            print(f"synth dataset: not generated yet ({raw})")
+            return 0
+        lines += _synth_raw(raw)
+        lines += _features(data / "synth" / "precomp")
+        ceiling = json.loads((raw / "ceiling.json").read_text())["test"]
+        lines += _row("zero-shot global branch", results / "synth" / "zeroshot", ceiling)
     print("\n".join(lines))
     return 0

@@ -1,0 +1,23 @@
+# Evaluation: every row of the tables is a metrics.json under results/{dataset}/{variant}/.
+
+
+rule evaluate_zeroshot_synth:
+    input:
+        features=precomp("synth", "test_global_img.npy", "test_global_txt.npy"),
+        raw=synth_raw(),
+        code=package_sources("evaluation.py", "commands/evaluate.py"),
+    output:
+        metrics=f"{RESULTS}/synth/zeroshot/metrics.json",
+        sims=f"{RESULTS}/synth/zeroshot/sims.npy",
+    log:
+        f"{LOGS}/evaluate_zeroshot_synth.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_zeroshot_synth.tsv"
+    conda:
+        ENV
+    params:
+        features=lambda w, input: os.path.dirname(input.features[0]),
+        out=lambda w, output: os.path.dirname(output.metrics),
+    shell:
+        "aahr evaluate --zeroshot {params.features:q} --split test --positives {input.raw:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

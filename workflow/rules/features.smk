@@ -1,0 +1,59 @@
+# Features: bottom-up region features and the frozen global branch (the CLIP role), from raw images.
+
+
+rule regions_synth:
+    input:
+        raw=synth_raw(),
+        code=package_sources("features", "commands/regions.py", "commands/_features.py"),
+    output:
+        features=precomp("synth", "{split}_ims.npy", "{split}_boxes.npy"),
+        summary=f"{DATA}/synth/precomp/regions.json",
+        model=f"{DATA}/synth/models/region_extractor.pt",
+    log:
+        f"{LOGS}/regions_synth.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regions_synth.tsv"
+    conda:
+        ENV
+    threads: workflow.cores
+    params:
+        file=params_file(),
+        regions=config["regions"],
+        seed=config["seed"],
+        splits=" ".join(MATCH_SPLITS),
+        out=lambda w, output: os.path.dirname(output.summary),
+        models=lambda w, output: os.path.dirname(output.model),
+    shell:
+        "aahr regions --params {params.file:q} --dataset synth --input {input.raw:q}"
+        " --out {params.out:q} --models {params.models:q} --splits {params.splits}"
+        " --threads {threads} --quiet > {log:q} 2>&1"
+
+
+rule global_branch_synth:
+    input:
+        raw=synth_raw(),
+        code=package_sources(
+            "features", "commands/global_branch.py", "commands/_features.py"
+        ),
+    output:
+        features=precomp("synth", "{split}_global_img.npy", "{split}_global_txt.npy"),
+        summary=f"{DATA}/synth/precomp/global_branch.json",
+        model=f"{DATA}/synth/models/global_dual_encoder.pt",
+    log:
+        f"{LOGS}/global_branch_synth.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/global_branch_synth.tsv"
+    conda:
+        ENV
+    threads: workflow.cores
+    params:
+        file=params_file(),
+        global_branch=config["global_branch"],
+        seed=config["seed"],
+        splits=" ".join(MATCH_SPLITS),
+        out=lambda w, output: os.path.dirname(output.summary),
+        models=lambda w, output: os.path.dirname(output.model),
+    shell:
+        "aahr global-branch --params {params.file:q} --dataset synth --input {input.raw:q}"
+        " --out {params.out:q} --models {params.models:q} --splits {params.splits}"
+        " --threads {threads} --quiet > {log:q} 2>&1"
