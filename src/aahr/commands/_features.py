@@ -75,3 +75,23 @@ def resolve_splits(args: argparse.Namespace, folder: Path) -> list[str]:
     if not splits:
         raise DataError(f"{folder}: no {{split}}_ids.txt files")
     return splits
+
+
+def run_stage(args: argparse.Namespace, summary_name: str, run_synth, run_real) -> tuple[dict, Folders]:
+    """The common frame of a feature command: params, folders, splits, device; ``run_synth`` or
+    ``run_real`` (args, params, dirs, splits, device) -> summary; timing; the summary JSON."""
+    import time
+
+    from aahr.config import load_params
+    from aahr.io import write_json
+
+    params = load_params(args.params)
+    dirs = folders(args, params)
+    splits = resolve_splits(args, dirs.input)
+    device = setup_torch(args)
+    t0 = time.perf_counter()
+    summary = (run_synth if args.dataset == "synth" else run_real)(args, params, dirs, splits, device)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["device"] = str(device)
+    write_json(dirs.out / summary_name, summary)
+    return summary, dirs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 HELP = "Generate the embedded synth dataset: images, 5 captions each, exact extended positives."

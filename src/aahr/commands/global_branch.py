@@ -22,21 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aahr.config import load_params
-    from aahr.io import write_json
-
-    params = load_params(args.params)
-    dirs = _features.folders(args, params)
-    splits = _features.resolve_splits(args, dirs.input)
-    device = _features.setup_torch(args)
-    t0 = time.perf_counter()
-    if args.dataset == "synth":
-        summary = _run_synth(args, params, dirs, splits, device)
-    else:
-        summary = _run_openclip(args, params, dirs, splits, device)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["device"] = str(device)
-    write_json(dirs.out / "global_branch.json", summary)
+    summary, dirs = _features.run_stage(args, "global_branch.json", _run_synth, _run_openclip)
     _print_summary(summary, dirs)
     return 0
 

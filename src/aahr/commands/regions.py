@@ -22,22 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aahr.config import load_params
-
-    params = load_params(args.params)
-    dirs = _features.folders(args, params)
-    splits = _features.resolve_splits(args, dirs.input)
-    device = _features.setup_torch(args)
-    t0 = time.perf_counter()
-    if args.dataset == "synth":
-        summary = _run_synth(args, params, dirs, splits, device)
-    else:
-        summary = _run_detector(args, params, dirs, splits, device)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["device"] = str(device)
-
-    from aahr.io import write_json
-    write_json(dirs.out / "regions.json", summary)
+    summary, dirs = _features.run_stage(args, "regions.json", _run_synth, _run_detector)
     _print_summary(summary, dirs)
     return 0
 

@@ -118,3 +118,30 @@ def retrieval_recalls(img: np.ndarray, txt: np.ndarray, ks=(1, 5, 10), chunk: in
             out[f"{name}_r{k}"] = 100.0 * float((rank < k).double().mean())
     out["rsum"] = sum(v for key, v in out.items() if key != "rsum")
     return out
+
+
+def save_trained(path: Path, payload: dict, meta: dict) -> None:
+    """Save a trained extractor (state dict + ``meta``: config, seed, data fingerprint, metrics)
+    atomically, with ``meta`` readable beside it as JSON."""
+    from aahr.io import atomic_path, write_json
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload, meta=meta), tmp)
+    write_json(path.with_suffix(".json"), meta)
+
+
+def load_trained(path: Path, want: dict) -> dict | None:
+    """The checkpoint saved by :func:`save_trained` if its meta matches ``want`` on every key of
+    ``want`` (same settings, seed and data), else None. Never executes code from the file."""
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable or from another version: retrain rather than fail
+        return None
+    meta = ckpt.get("meta", {})
+    if json.dumps({k: meta.get(k) for k in want}, sort_keys=True) != json.dumps(want, sort_keys=True):
+        return None
+    return ckpt

@@ -13,7 +13,6 @@ spatial relations ("a red star to the left of a blue ring"), which global averag
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -25,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from aahr.features.common import (CAPTIONS_PER_IMAGE, MissingWeightsError, batches, require_weights,
-                                  seed_everything)
+from aahr.features.common import (CAPTIONS_PER_IMAGE, MissingWeightsError, batches, load_trained,
+                                  require_weights, save_trained, seed_everything)
 from aahr.features.regions import conv_bn, to_input
 from aahr.features.text import BiGRUTextEncoder, Vocabulary
 
@@ -164,32 +163,21 @@ def embed_captions(model: DualEncoder, vocab: Vocabulary, captions: list[str], c
 
 def save_checkpoint(path: Path, model: DualEncoder, vocab: Vocabulary, cfg: dict, seed: int, data: str,
                     metrics: dict) -> None:
-    from aahr.io import atomic_path, write_json
-
     meta = {"config": model_config(cfg), "seed": seed, "data": data, "metrics": metrics}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "vocabulary": vocab.words, "meta": meta}, tmp)
-    write_json(path.with_suffix(".json"), meta)
+    save_trained(path, {"state_dict": model.state_dict(), "vocabulary": vocab.words}, meta)
 
 
 def load_checkpoint(path: Path, cfg: dict, seed: int, data: str,
                     device: torch.device) -> tuple[DualEncoder, Vocabulary, dict] | None:
     """The saved dual encoder if it was trained with the same settings and seed on the same data
     (``data``: common.fingerprint of the pretrain images and captions), else None."""
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable or from another version: retrain rather than fail
-        return None
-    meta = ckpt.get("meta", {})
-    want = {"config": model_config(cfg), "seed": seed, "data": data}
-    if json.dumps({k: meta.get(k) for k in want}, sort_keys=True) != json.dumps(want, sort_keys=True):
+    ckpt = load_trained(path, {"config": model_config(cfg), "seed": seed, "data": data})
+    if ckpt is None:
         return None
     vocab = Vocabulary(ckpt["vocabulary"])
     model = DualEncoder(cfg, len(vocab))
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval().requires_grad_(False), vocab, meta.get("metrics", {})
+    return model.to(device).eval().requires_grad_(False), vocab, ckpt["meta"].get("metrics", {})
 
 
 # ------------------------------------------------------------------------------------ OpenCLIP

@@ -11,7 +11,6 @@ out of training for the accuracy report.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from aahr.features import proposals
-from aahr.features.common import batches, box_geometry, seed_everything
+from aahr.features.common import batches, box_geometry, load_trained, save_trained, seed_everything
 from aahr.synth.scenes import COLOURS, SHAPES, SIZES
 
 COLOUR_NAMES = tuple(COLOURS)
@@ -303,29 +302,17 @@ def extract_split(model: RegionExtractor, images: np.ndarray, cfg: dict, device:
 
 def save_checkpoint(path: Path, model: RegionExtractor, cfg: dict, seed: int, data: str,
                     metrics: dict) -> None:
-    from aahr.io import atomic_path
-
     meta = {"config": model_config(cfg), "seed": seed, "data": data, "metrics": metrics}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    from aahr.io import write_json
-    write_json(path.with_suffix(".json"), meta)
+    save_trained(path, {"state_dict": model.state_dict()}, meta)
 
 
 def load_checkpoint(path: Path, cfg: dict, seed: int, data: str,
                     device: torch.device) -> tuple[RegionExtractor, dict] | None:
     """The saved extractor if it was trained with the same settings and seed on the same data
     (``data``: common.fingerprint of the pretrain images and labels), else None."""
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable or from another version: retrain rather than fail
-        return None
-    meta = ckpt.get("meta", {})
-    want = {"config": model_config(cfg), "seed": seed, "data": data}
-    if json.dumps({k: meta.get(k) for k in want}, sort_keys=True) != json.dumps(want, sort_keys=True):
+    ckpt = load_trained(path, {"config": model_config(cfg), "seed": seed, "data": data})
+    if ckpt is None:
         return None
     model = build_model(cfg)
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), meta.get("metrics", {})
+    return model.to(device).eval(), ckpt["meta"].get("metrics", {})
