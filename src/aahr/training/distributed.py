@@ -161,7 +161,7 @@ def gather_output(ctx: Context, out: StepOutput) -> StepOutput:
         dist.all_reduce(length, op=dist.ReduceOp.MAX)
         n = int(length)
         return Encoded(fragments=all_gather(_pad_length(e.fragments.detach(), n)),
-                       mask=all_gather(_pad_length(e.mask, n, False)),
+                       mask=all_gather(_pad_length(e.mask, n, False).to(torch.uint8)).bool(),  # NCCL-safe dtype
                        local=all_gather_with_grad(e.local),
                        embedding=all_gather_with_grad(e.embedding))
 
