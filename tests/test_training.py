@@ -101,6 +101,38 @@ def test_an_existing_run_is_not_overwritten_and_changed_settings_cannot_resume(f
     assert "other settings" in capsys.readouterr().err
 
 
+def test_resume_matching_resumes_the_same_settings_and_restarts_changed_ones(full_run, data_root, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "out"
+    assert train_cli(params_file(tmp_path, data_root, "one.yaml", epochs=1), out) == 0
+    capsys.readouterr()
+    assert train_cli(params_file(tmp_path, data_root, "two.yaml", epochs=2), out, "--resume-matching") == 0
+    assert "Resuming from epoch 1" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text()) == json.loads((full_run / "metrics.json").read_text())
+    changed = params_file(tmp_path, data_root, "lr.yaml", lr=0.002)
+    assert train_cli(changed, out, "--resume-matching") == 0
+    assert "starting over" in capsys.readouterr().out
+    assert [r["epoch"] for r in read_log(out)] == [1, 2]
+    assert read_log(out)[0]["loss"] != read_log(full_run)[0]["loss"]
+
+
+def test_evaluate_run_embeds_the_test_split_with_the_best_checkpoint(full_run, data_root, tmp_path):
+    from aahr.commands.evaluate import model_sims
+    from aahr.training.loop import encode_split, load_trained
+
+    pre, raw = data_root / "synth" / "precomp", data_root / "synth" / "raw"
+    assert main(["evaluate", "--run", str(full_run), "--features", str(pre), "--captions", str(raw),
+                 "--split", "test", "--protocol", "full", "--out", str(tmp_path / "ev")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    sims = np.load(tmp_path / "ev" / "sims.npy")
+    model, tokenizer, _ = load_trained(full_run / "best.pt")
+    img, txt = encode_split(model, load_split(pre, raw, "test", True), tokenizer, torch.device("cpu"), 7)
+    assert sims.shape == (len(img), len(txt)) and np.allclose(sims, img @ txt.T, atol=1e-5)
+    assert np.array_equal(model_sims(full_run, pre, raw, "test"), sims)
+    assert metrics["full_rsum"] == pytest.approx(sum(metrics[f"full_{d}_r{k}"] for d in ("i2t", "t2i")
+                                                     for k in (1, 5, 10)))
+
+
 def test_a_nan_loss_stops_training_naming_the_step_and_the_term(data_root, tmp_path, monkeypatch, capsys):
     real = AAHR.loss_terms
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
+VARIANTS = ("aahr", "no_gnn", "no_proto", "no_moco", "no_global", "gpo")
 
 
 def _env():
@@ -49,8 +50,10 @@ def test_lint_and_format_are_clean(project):
 def test_dry_run_plans_every_stage(project):
     proc = snakemake(project, "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
+    for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth",
+                 "train_synth", "evaluate_synth"):
         assert rule in proc.stdout
+    assert proc.stdout.count("rule train_synth:") == len(VARIANTS)
 
 
 def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
@@ -64,6 +67,11 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     assert all(isinstance(v, (int, float)) for v in metrics.values()) and "ext_t2i_map_at_r" in metrics
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
         assert (project / f"results/tiny/benchmarks/{rule}.tsv").is_file()
+    for variant in VARIANTS:
+        metrics = json.loads((project / f"results/tiny/synth/{variant}/metrics.json").read_text())
+        assert {"full_rsum", "ext_t2i_map_at_r"} <= set(metrics)
+        log = (project / f"data/tiny/synth/runs/{variant}/log.jsonl").read_text().splitlines()
+        assert len(log) >= 2, "at least 2 training epochs per variant"
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr

@@ -41,6 +41,13 @@ def params_file():
     return str(path)
 
 
+VARIANTS = list(config["variants"])
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+
+
 # Splits a matcher reads: train (training), dev (model selection), test (the tables).
 MATCH_SPLITS = ["train", "dev", "test"]
 

@@ -21,3 +21,31 @@ rule evaluate_zeroshot_synth:
     shell:
         "aahr evaluate --zeroshot {params.features:q} --split test --positives {input.raw:q}"
         " --out {params.out:q} > {log:q} 2>&1"
+
+
+rule evaluate_synth:
+    input:
+        best=f"{DATA}/synth/runs/{{variant}}/best.pt",
+        features=precomp(
+            "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
+        ),
+        raw=synth_raw(),
+        code=package_sources(
+            "evaluation.py", "commands/evaluate.py", "model", "training"
+        ),
+    output:
+        metrics=f"{RESULTS}/synth/{{variant}}/metrics.json",
+        sims=f"{RESULTS}/synth/{{variant}}/sims.npy",
+    log:
+        f"{LOGS}/evaluate_synth_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_synth_{{variant}}.tsv"
+    conda:
+        ENV
+    params:
+        run=lambda w, input: os.path.dirname(input.best),
+        features=lambda w, input: os.path.dirname(input.features[0]),
+        out=lambda w, output: os.path.dirname(output.metrics),
+    shell:
+        "aahr evaluate --run {params.run:q} --features {params.features:q} --captions {input.raw:q}"
+        " --split test --positives {input.raw:q} --out {params.out:q} > {log:q} 2>&1"

@@ -53,6 +53,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                         help="(N, 5N) similarity matrix: rows images, columns captions")
     source.add_argument("--zeroshot", metavar="FEATURES_DIR",
                         help="evaluate the frozen global branch: its {split}_global_img/txt.npy in this folder")
+    source.add_argument("--run", metavar="RUN_DIR",
+                        help="evaluate a trained model: RUN_DIR/best.pt (from aahr train) embeds --split of "
+                             "--features / --captions")
+    p.add_argument("--features", metavar="DIR", help="with --run: folder of {split}_ims.npy (and global embeddings)")
+    p.add_argument("--captions", metavar="DIR", help="with --run: folder of {split}_caps.txt (default: --features)")
+    p.add_argument("--device", default="auto", help="with --run: auto, cpu, cuda, ... (default: auto)")
     p.add_argument("--protocol", nargs="+", default=["auto"], choices=PROTOCOL_CHOICES,
                    metavar="P", help=f"one or more of {', '.join(PROTOCOL_CHOICES)} (default: auto)")
     p.add_argument("--positives", metavar="DIR",
@@ -154,13 +160,29 @@ def _summary(metrics: dict) -> list[str]:
     return lines
 
 
+def model_sims(run_dir: Path, features: Path, captions: Path, split: str, device: str = "auto"):
+    """(N, 5N) similarities of a trained model (its best.pt) on one split: one matrix product of the
+    independently embedded images and captions (spec §2.6)."""
+    from aahr.features.common import pick_device
+    from aahr.training.data import load_split
+    from aahr.training.loop import encode_split, load_trained
+
+    dev = pick_device(device)
+    model, tokenizer, ckpt = load_trained(run_dir / "best.pt", dev)
+    data = load_split(features, captions, split, with_global=model.uses_global)
+    img, txt = encode_split(model, data, tokenizer, dev, ckpt["fingerprint"]["train"]["eval_batch_size"])
+    return img @ txt.T
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from aahr.evaluation import EvaluationError, check_sims
 
-    if (args.positives is not None or args.zeroshot is not None) and args.split is None:
-        raise EvaluationError("--positives and --zeroshot need --split")
+    if (args.positives is not None or args.zeroshot is not None or args.run is not None) and args.split is None:
+        raise EvaluationError("--positives, --zeroshot and --run need --split")
+    if args.run is not None and args.features is None:
+        raise EvaluationError("--run needs --features (the folder of {split}_ims.npy)")
     if (args.image_ids is None) != (args.caption_ids is None):
         raise EvaluationError("--image-ids and --caption-ids go together")
     if args.zeroshot is not None:
@@ -169,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
         img, txt = load_global(args.zeroshot, args.split)  # (N, Dg), (5N, Dg)
         source = f"zero-shot global branch, {args.zeroshot} {args.split}"
         sims = check_sims(np.asarray(img, np.float32) @ np.asarray(txt, np.float32).T, name=source)
+    elif args.run is not None:
+        source = f"model {Path(args.run) / 'best.pt'}, {args.features} {args.split}"
+        sims = check_sims(model_sims(Path(args.run), Path(args.features), Path(args.captions or args.features),
+                                     args.split, args.device), name=source)
     else:
         source = str(args.sims)
         sims = check_sims(_load_sims(Path(args.sims)), name=source)

@@ -31,7 +31,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="precomp folder with {split}_ims.npy (default: {data_root}/{dataset}/precomp)")
     p.add_argument("--captions", default=None,
                    help="folder with {split}_caps.txt (default: the features folder, else {data_root}/{dataset}/raw)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    resume.add_argument("--resume-matching", action="store_true",
+                        help="continue from --out/last.pt if it was trained with these settings, else start "
+                             "over (what the workflow passes: a killed run resumes, a changed one retrains)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ... (default: train.device)")
     p.add_argument("--nproc", type=int, default=None, help="processes for data parallelism (default: train.nproc)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per process for torch (default: torch's choice)")
@@ -46,6 +50,7 @@ def _relaunch(args: argparse.Namespace, nproc: int) -> int:
         if value is not None:
             argv += [flag, value]
     argv += ["--threads", str(args.threads)] + ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    argv += ["--resume-matching"] * args.resume_matching
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "aahr", *argv]
     return subprocess.call(cmd)
@@ -67,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = train(Options(params=params, variant=args.variant, out=Path(args.out), dataset=args.dataset,
                             features=Path(args.features) if args.features else None,
                             captions=Path(args.captions) if args.captions else None,
-                            resume=args.resume, device=args.device, progress=not args.quiet))
+                            resume=args.resume, resume_matching=args.resume_matching, device=args.device,
+                            progress=not args.quiet))
     if distributed.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"{args.variant}: best dev rsum {metrics.get('dev_rsum', float('nan')):.1f} at epoch "

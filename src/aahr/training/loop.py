@@ -175,6 +175,7 @@ class Options:
     features: Path | None = None
     captions: Path | None = None
     resume: bool = False
+    resume_matching: bool = False  # resume only a checkpoint of these same settings, else start over
     device: str | None = None
     progress: bool = True
 
@@ -208,14 +209,18 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
     last_path = out / LAST
     state = None
     if last_path.exists():
-        if not opts.resume:
+        if not (opts.resume or opts.resume_matching):
             raise TrainingError(f"{out} already holds a checkpoint ({LAST}); pass --resume to continue it "
                                 "or choose another --out")
         state = load_checkpoint(last_path)
         if state["fingerprint"] != run_fingerprint(params, variant):
-            raise TrainingError(f"{last_path}: the checkpoint was trained with other settings "
-                                f"(only train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
-    elif opts.resume and ctx.main:
+            if not opts.resume_matching:
+                raise TrainingError(f"{last_path}: the checkpoint was trained with other settings (only "
+                                    f"train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
+            if ctx.main:
+                print(f"{last_path}: trained with other settings: starting over")
+            state = None
+    elif (opts.resume or opts.resume_matching) and ctx.main:
         print(f"no checkpoint in {out}: starting from epoch 0")
 
     features, captions = dataset_folders(params["data_root"], opts.dataset, opts.features, opts.captions)

@@ -1,0 +1,41 @@
+# Training: one run per dataset x variant (each variant a set of switches in params.yaml).
+
+
+rule train_synth:
+    input:
+        features=precomp(
+            "synth",
+            "{split}_ims.npy",
+            "{split}_global_img.npy",
+            "{split}_global_txt.npy",
+        ),
+        raw=synth_raw(),
+        code=package_sources(
+            "model", "training", "features/text.py", "commands/train.py"
+        ),
+    output:
+        best=f"{DATA}/synth/runs/{{variant}}/best.pt",
+        log=f"{DATA}/synth/runs/{{variant}}/log.jsonl",
+        metrics=f"{DATA}/synth/runs/{{variant}}/metrics.json",
+    log:
+        f"{LOGS}/train_synth_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_synth_{{variant}}.tsv"
+    conda:
+        ENV
+    threads: workflow.cores
+    resources:
+        gpu=1 if config["train"]["device"] == "cuda" else 0,
+    params:
+        file=params_file(),
+        switches=lambda w: config["variants"][w.variant],
+        train=config["train"],
+        model=config["model"],
+        losses=config["losses"],
+        text=config["text"],
+        out=lambda w, output: os.path.dirname(output.best),
+        features=lambda w, input: os.path.dirname(input.features[0]),
+    shell:
+        "aahr train --params {params.file:q} --dataset synth --variant {wildcards.variant}"
+        " --features {params.features:q} --captions {input.raw:q} --out {params.out:q}"
+        " --resume-matching --threads {threads} --quiet > {log:q} 2>&1"
