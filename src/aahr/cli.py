@@ -14,7 +14,7 @@ from aahr import __version__
 from aahr.errors import AahrError
 
 # Subcommands in pipeline order.
-COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "summary"]
+COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "summary"]
 
 
 def build_parser() -> argparse.ArgumentParser:

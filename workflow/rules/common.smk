@@ -1,5 +1,4 @@
 # Helpers shared by the rules: the validated config, paths, and the package sources as inputs.
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,7 +18,7 @@ ENV = "../../environment.yml"  # the one environment every rule runs in (--sdm c
 
 def package_sources(*modules):
     """The package files a rule runs, so that editing them reruns the rule."""
-    files = ["src/aahr/config.py", "src/aahr/io.py", "src/aahr/cli.py"]
+    files = ["src/aahr/config.py", "src/aahr/io.py"]
     for m in modules:
         p = Path("src/aahr") / m
         files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
@@ -27,13 +26,14 @@ def package_sources(*modules):
 
 
 def params_file():
-    """The effective config written once per distinct content, for `aahr --params`."""
+    """The effective config (params.yaml plus any --configfile / --config), for `aahr --params`.
+
+    One fixed path (Snakemake's lock allows one run per working directory), rewritten only when
+    the content changes; rules list the config sections they use as params, so a change reruns
+    only the rules it concerns."""
     text = yaml.safe_dump(config, sort_keys=True)
-    path = (
-        Path(".snakemake/aahr-params")
-        / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.yaml"
-    )
-    if not path.exists():
+    path = Path(".snakemake/aahr-params.yaml")
+    if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)

@@ -1,0 +1,23 @@
+# Tables: the paper's tables (CSV + Markdown) from every measured metrics.json.
+
+
+rule tables:
+    input:
+        metrics=expand(
+            f"{RESULTS}/{{dataset}}/{{method}}/metrics.json",
+            dataset=config["datasets"],
+            method=["zeroshot", *VARIANTS],
+        ),
+        raw=synth_raw(),
+        code=package_sources("tables.py", "commands/tables.py"),
+    output:
+        expand(f"{RESULTS}/table{{n}}.{{ext}}", n=[1, 2, 3, 4], ext=["csv", "md"]),
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        ENV
+    params:
+        file=params_file(),
+        out=lambda w, output: os.path.dirname(output[0]),
+    shell:
+        "aahr tables --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
