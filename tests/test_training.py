@@ -109,9 +109,14 @@ def test_resume_matching_resumes_the_same_settings_and_restarts_changed_ones(ful
     assert train_cli(params_file(tmp_path, data_root, "two.yaml", epochs=2), out, "--resume-matching") == 0
     assert "Resuming from epoch 1" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text()) == json.loads((full_run / "metrics.json").read_text())
-    changed = params_file(tmp_path, data_root, "lr.yaml", lr=0.002)
+    assert train_cli(params_file(tmp_path, data_root, "two.yaml", epochs=2), out, "--resume-matching") == 0
+    assert "a finished run: starting over" in capsys.readouterr().out  # asked again: code or inputs changed
+    assert json.loads((out / "metrics.json").read_text()) == json.loads((full_run / "metrics.json").read_text())
+    assert train_cli(params_file(tmp_path, data_root, "one.yaml", epochs=1), out, "--resume-matching") == 0
+    capsys.readouterr()
+    changed = params_file(tmp_path, data_root, "lr.yaml", lr=0.002, epochs=2)
     assert train_cli(changed, out, "--resume-matching") == 0
-    assert "starting over" in capsys.readouterr().out
+    assert "trained with other settings: starting over" in capsys.readouterr().out
     assert [r["epoch"] for r in read_log(out)] == [1, 2]
     assert read_log(out)[0]["loss"] != read_log(full_run)[0]["loss"]
 

@@ -51,7 +51,7 @@ def test_dry_run_plans_every_stage(project):
     proc = snakemake(project, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth",
-                 "train_synth", "evaluate_synth"):
+                 "train_synth", "evaluate_synth", "tables"):
         assert rule in proc.stdout
     assert proc.stdout.count("rule train_synth:") == len(VARIANTS)
 
@@ -72,6 +72,12 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
         assert {"full_rsum", "ext_t2i_map_at_r"} <= set(metrics)
         log = (project / f"data/tiny/synth/runs/{variant}/log.jsonl").read_text().splitlines()
         assert len(log) >= 2, "at least 2 training epochs per variant"
+    table1 = (project / "results/tiny/table1.csv").read_text().splitlines()
+    aahr_row = next(line for line in table1 if ",aahr," in line)
+    aahr = json.loads((project / "results/tiny/synth/aahr/metrics.json").read_text())
+    assert aahr_row.endswith(f",{round(aahr['full_rsum'], 2)}")
+    for n in (2, 3, 4):
+        assert (project / f"results/tiny/table{n}.csv").is_file() and (project / f"results/tiny/table{n}.md").is_file()
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr

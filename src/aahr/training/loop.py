@@ -213,7 +213,11 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
             raise TrainingError(f"{out} already holds a checkpoint ({LAST}); pass --resume to continue it "
                                 "or choose another --out")
         state = load_checkpoint(last_path)
-        if state["fingerprint"] != run_fingerprint(params, variant):
+        if opts.resume_matching and state["epoch"] >= tcfg["epochs"]:
+            if ctx.main:  # a finished run asked for again: its code or inputs changed, so train anew
+                print(f"{last_path}: a finished run: starting over")
+            state = None
+        elif state["fingerprint"] != run_fingerprint(params, variant):
             if not opts.resume_matching:
                 raise TrainingError(f"{last_path}: the checkpoint was trained with other settings (only "
                                     f"train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
