@@ -82,7 +82,8 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
                              env=_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
     for what in ("synth dataset: data/tiny/synth/raw", "region features:", "global branch:",
-                 "zero-shot global branch: results/tiny/synth/zeroshot/metrics.json"):
+                 "zero-shot global branch: results/tiny/synth/zeroshot/metrics.json",
+                 "gpo (trained): results/tiny/synth/gpo/metrics.json", "tables: results/tiny/table1.csv"):
         assert what in summary.stdout
     second = snakemake(project)
     assert second.returncode == 0

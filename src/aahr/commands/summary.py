@@ -72,5 +72,10 @@ def run(args: argparse.Namespace) -> int:
         lines += _features(data / "synth" / "precomp")
         ceiling = json.loads((raw / "ceiling.json").read_text())["test"]
         lines += _row("zero-shot global branch", results / "synth" / "zeroshot", ceiling)
+        for variant in params["variants"]:
+            lines += _row(f"{variant} (trained)", results / "synth" / variant, ceiling)
+    tables = [results / f"table{n}.csv" for n in (1, 2, 3, 4)]
+    if all(t.is_file() for t in tables):
+        lines.append(f"tables: {', '.join(map(str, tables))} (and .md)")
     print("\n".join(lines))
     return 0
