@@ -14,7 +14,7 @@ from aahr import __version__
 from aahr.errors import AahrError
 
 # Subcommands in pipeline order.
-COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "summary"]
+COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,10 +56,10 @@ def synth_raw():
     return f"{DATA}/synth/raw"
 
 
-def precomp(dataset, *names):
-    """Files of a dataset's feature folder; `{split}` in a name expands over MATCH_SPLITS."""
+def precomp(dataset, *names, splits=MATCH_SPLITS):
+    """Files of a dataset's feature folder; `{split}` in a name expands over `splits`."""
     return [
         f"{DATA}/{dataset}/precomp/{n}".format(split=split)
         for n in names
-        for split in (MATCH_SPLITS if "{split}" in n else [None])
+        for split in (splits if "{split}" in n else [None])
     ]

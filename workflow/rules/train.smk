@@ -3,11 +3,13 @@
 
 rule train_synth:
     input:
+        # train and dev only: model selection never sees the test split
         features=precomp(
             "synth",
             "{split}_ims.npy",
             "{split}_global_img.npy",
             "{split}_global_txt.npy",
+            splits=["train", "dev"],
         ),
         raw=synth_raw(),
         code=package_sources(

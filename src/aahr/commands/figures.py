@@ -1,0 +1,73 @@
+"""aahr figures: training curves, R@K curves and the ablation chart under results/figures/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Draw results/figures/*.png: training curves, R@K curves, the ablation chart."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--dataset", default="synth", help="dataset whose runs to draw (default: synth)")
+    p.add_argument("--out", default=None, help="folder for the PNGs (default: {results_root}/figures)")
+
+
+def _oracle_curves(raw: Path, n_images: int):
+    """The oracle's R@K curves (expectations under random tie-breaking; see aahr.synth.oracle)."""
+    import numpy as np
+
+    from aahr.data import load_positives
+    from aahr.figures import MAX_K
+    from aahr.synth.oracle import _i2t_recall
+
+    indptr, indices = load_positives(raw, "test")
+    m = np.diff(indptr)
+    c = np.bincount(indices, minlength=n_images)
+    ks = range(1, MAX_K + 1)
+    return (np.array([100 * _i2t_recall(c, 5, k).mean() for k in ks]),
+            np.array([100 * (np.minimum(k, m) / m).mean() for k in ks]))
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+
+    from aahr.config import load_params
+    from aahr.evaluation import retrieval_ranks
+    from aahr.figures import _need, ablations, read_log, recall_at_k, recall_curve, training_curves
+    from aahr.io import atomic_path
+
+    params = load_params(args.params)
+    results, data = Path(params["results_root"]), Path(params["data_root"])
+    out = Path(args.out) if args.out else results / "figures"
+    variants = list(params["variants"])
+    runs = data / args.dataset / "runs"
+    raw = data / args.dataset / "raw" if args.dataset == "synth" else None
+
+    logs = {v: read_log(runs / v / "log.jsonl") for v in variants}
+    curves = {}
+    for method in ["zeroshot", *variants]:
+        i2t, t2i = retrieval_ranks(np.load(_need(results / args.dataset / method / "sims.npy"), mmap_mode="r"))
+        curves[method] = (recall_curve(i2t), recall_curve(t2i))
+        n_images = len(i2t)
+    oracle = _oracle_curves(raw, n_images) if raw is not None else None
+    with open(_need(results / "table4.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["dataset"] == args.dataset]
+    ceiling = None
+    if raw is not None:
+        import json
+
+        c = json.loads((raw / "ceiling.json").read_text())["test"]
+        ceiling = c.get("1k_folds", c["full"])["rsum"]
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, draw in (("training_curves.png", lambda p: training_curves(logs, p)),
+                       ("recall_at_k.png", lambda p: recall_at_k(curves, p, oracle)),
+                       ("ablations.png", lambda p: ablations(rows, p, ceiling))):
+        with atomic_path(out / name) as tmp:
+            draw(tmp)
+        print(out / name)
+    return 0

@@ -1,0 +1,99 @@
+"""The paper-style figures, drawn from measured outputs only (PNG, matplotlib's Agg backend).
+
+- ``training_curves.png``: per variant, the dev rsum per epoch and every loss term per epoch;
+- ``recall_at_k.png``: R@K for K = 1..50 in both directions on the test split (all its images),
+  per method, beside the oracle's R@K where the dataset has exact positives;
+- ``ablations.png``: the ablation table's rsum as bars, with the oracle ceiling as a line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aahr.errors import AahrError  # noqa: E402
+
+LOSS_TERMS = ("triplet", "relation", "prototypes", "moco")
+MAX_K = 50
+
+
+class FigureError(AahrError):
+    """An input a figure needs is missing; the message names it."""
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise FigureError(f"{path}: file not found (run the stages before the figures)")
+    return path
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in _need(path).read_text().splitlines() if line.strip()]
+
+
+def training_curves(logs: dict[str, list[dict]], out: Path) -> None:
+    """logs: variant -> its per-epoch records (aahr train's log.jsonl)."""
+    fig, axes = plt.subplots(1, 1 + len(LOSS_TERMS), figsize=(4 * (1 + len(LOSS_TERMS)), 3.4))
+    for variant, log in logs.items():
+        epochs = [r["epoch"] for r in log]
+        axes[0].plot(epochs, [r["dev_rsum"] for r in log], marker="o", label=variant)
+        for ax, term in zip(axes[1:], LOSS_TERMS):
+            if all(term in r for r in log):
+                ax.plot(epochs, [r[term] for r in log], marker=".", label=variant)
+    axes[0].set_title("dev rsum (model selection)")
+    for ax, term in zip(axes[1:], LOSS_TERMS):
+        ax.set_title(f"{term} loss (epoch mean)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, format="png")
+    plt.close(fig)
+
+
+def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
+    """(max_k,) percent of queries whose 0-based rank is < K, for K = 1..max_k."""
+    return 100.0 * (ranks[None, :] < np.arange(1, max_k + 1)[:, None]).mean(1)
+
+
+def recall_at_k(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path,
+                oracle: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """curves: method -> (i2t R@K, t2i R@K) for K = 1..MAX_K; oracle: the same for the oracle."""
+    ks = np.arange(1, MAX_K + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for d, (ax, title) in enumerate(zip(axes, ("image-to-text", "text-to-image"))):
+        for method, c in curves.items():
+            ax.plot(ks, c[d], label=method)
+        if oracle is not None:
+            ax.plot(ks, oracle[d], "k--", label="oracle ceiling")
+        ax.set(title=f"{title}: R@K on the test split", xlabel="K", ylabel="R@K (%)", xscale="log", ylim=(0, 100))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, format="png")
+    plt.close(fig)
+
+
+def ablations(rows: list[dict], out: Path, ceiling: float | None, column: str = "rsum_1k") -> None:
+    """rows: the ablation table's rows (one per variant)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    names = [r["method"] for r in rows]
+    values = [float(r[column]) for r in rows]
+    bars = ax.bar(names, values, color=["tab:red" if n == "aahr" else "tab:blue" for n in names])
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    if ceiling is not None:
+        ax.axhline(ceiling, color="k", linestyle="--", label=f"oracle ceiling {ceiling:.1f}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set(title="Ablations: test rsum, 1K protocol", ylabel="rsum")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, format="png")
+    plt.close(fig)
