@@ -51,7 +51,7 @@ def test_dry_run_plans_every_stage(project):
     proc = snakemake(project, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth",
-                 "train_synth", "evaluate_synth", "tables"):
+                 "train_synth", "evaluate_synth", "tables", "figures_synth"):
         assert rule in proc.stdout
     assert proc.stdout.count("rule train_synth:") == len(VARIANTS)
 
@@ -78,6 +78,8 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     assert aahr_row.endswith(f",{round(aahr['full_rsum'], 2)}")
     for n in (2, 3, 4):
         assert (project / f"results/tiny/table{n}.csv").is_file() and (project / f"results/tiny/table{n}.md").is_file()
+    for name in ("training_curves", "recall_at_k", "ablations"):
+        assert (project / f"results/tiny/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
