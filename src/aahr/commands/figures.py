@@ -20,14 +20,14 @@ def _oracle_curves(raw: Path, n_images: int):
 
     from aahr.data import load_positives
     from aahr.figures import MAX_K
-    from aahr.synth.oracle import _i2t_recall
+    from aahr.synth.oracle import i2t_recall, t2i_recall
 
     indptr, indices = load_positives(raw, "test")
     m = np.diff(indptr)
     c = np.bincount(indices, minlength=n_images)
     ks = range(1, MAX_K + 1)
-    return (np.array([100 * _i2t_recall(c, 5, k).mean() for k in ks]),
-            np.array([100 * (np.minimum(k, m) / m).mean() for k in ks]))
+    return (np.array([100 * i2t_recall(c, 5, k).mean() for k in ks]),
+            np.array([100 * t2i_recall(m, k).mean() for k in ks]))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,12 +19,17 @@ import numpy as np
 KS = (1, 5, 10)
 
 
-def _i2t_recall(c: np.ndarray, own: int, k: int) -> np.ndarray:
+def i2t_recall(c: np.ndarray, own: int, k: int) -> np.ndarray:
     """P(one of ``own`` true captions is in the top k of c tied positives), per image."""
     miss = np.ones(len(c))
     for t in range(k):  # C(c - own, k) / C(c, k) = prod_t (c - own - t) / (c - t)
         miss *= np.clip(c - own - t, 0, None) / np.maximum(c - t, 1)
     return 1.0 - miss
+
+
+def t2i_recall(m: np.ndarray, k: int) -> np.ndarray:
+    """P(the caption's own image is in the top k of its m tied positive images), per caption."""
+    return np.minimum(k, m) / m
 
 
 def oracle_recalls(indptr: np.ndarray, indices: np.ndarray, n_images: int,
@@ -41,9 +46,9 @@ def oracle_recalls(indptr: np.ndarray, indices: np.ndarray, n_images: int,
     c = np.bincount(indices, minlength=n_images)  # captions true of each image
     out = {}
     for k in KS:
-        out[f"i2t_r{k}"] = 100.0 * float(_i2t_recall(c, captions_per_image, k).mean())
+        out[f"i2t_r{k}"] = 100.0 * float(i2t_recall(c, captions_per_image, k).mean())
     for k in KS:
-        out[f"t2i_r{k}"] = 100.0 * float((np.minimum(k, m) / m).mean())
+        out[f"t2i_r{k}"] = 100.0 * float(t2i_recall(m, k).mean())
     out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in KS)
     return out
 
