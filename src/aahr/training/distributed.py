@@ -75,15 +75,6 @@ def barrier(ctx: Context) -> None:
         dist.barrier()
 
 
-def broadcast_object(ctx: Context, obj):
-    """``obj`` of rank 0 on every process."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 class _AllGatherWithGrad(torch.autograd.Function):
     """Concatenate every process's equally-sized tensor along dim 0; backward sums the incoming
     gradients over processes and returns this process's slot."""
