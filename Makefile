@@ -8,7 +8,7 @@ BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: reproduce test setup dag lint clean-venv
+.PHONY: reproduce test setup dag lint report push pull clean-venv
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# DVC: outputs to / from the default remote (.dvc/config; `dvc remote modify --local` to move it).
+# After a pull the files' times are in arbitrary order: --touch tells Snakemake they are current.
+push: $(STAMP)
+	$(BIN)/dvc push
+
+pull: $(STAMP)
+	$(BIN)/dvc pull
+	$(BIN)/snakemake --touch --cores 1 --quiet
+
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
 
 dag: $(STAMP)
 	$(BIN)/snakemake --dag | dot -Tpng > results/dag.png

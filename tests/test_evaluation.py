@@ -470,15 +470,15 @@ def _files(folder):
     return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
 
 
-def test_cli_writes_numeric_metrics_and_the_matrix(tiny_synth, tmp_path, capsys):
+def test_cli_writes_numeric_metrics_ranks_and_the_matrix(tiny_synth, tmp_path, capsys):
     rng = np.random.default_rng(1)
     sims = rng.standard_normal((40, 200)).astype(np.float32)
     np.save(tmp_path / "in.npy", sims)
     out = tmp_path / "eval"
     rc = main(["evaluate", "--sims", str(tmp_path / "in.npy"), "--positives", str(tiny_synth),
-               "--split", "test", "--out", str(out)])
+               "--split", "test", "--out", str(out), "--save-sims"])
     assert rc == 0
-    assert _files(out) == ["metrics.json", "sims.npy"]
+    assert _files(out) == ["metrics.json", "ranks.npz", "sims.npy"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(type(v) in (int, float) and np.isfinite(v) for v in metrics.values())
     # 40 images: the whole-matrix protocol is named "full"; positives add "ext".
@@ -488,6 +488,12 @@ def test_cli_writes_numeric_metrics_and_the_matrix(tiny_synth, tmp_path, capsys)
     t2i, i2t = positive_lists(*load_positives(tiny_synth, "test"), 40)
     assert metrics["ext_t2i_map_at_r"] == pytest.approx(extended_metrics(sims, i2t, t2i)["t2i_map_at_r"])
     np.testing.assert_array_equal(np.load(out / "sims.npy"), sims)
+    ranked = np.load(out / "ranks.npz")
+    i2t, t2i = retrieval_ranks(sims)
+    np.testing.assert_array_equal(ranked["i2t_rank"], i2t)
+    np.testing.assert_array_equal(ranked["t2i_rank"], t2i)
+    np.testing.assert_array_equal(ranked["i2t_top"], np.argsort(-sims, axis=1, kind="stable")[:, :10])
+    np.testing.assert_array_equal(ranked["t2i_top"], np.argsort(-sims.T, axis=1, kind="stable")[:, :10])
     assert "rsum" in capsys.readouterr().out
 
 
@@ -561,6 +567,7 @@ def test_cli_zeroshot_evaluates_the_global_branch_embeddings(tmp_path, capsys):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["full_t2i_r1"] == pytest.approx(90.0)
     assert metrics["full_i2t_r1"] == pytest.approx(50.0)
-    assert np.load(tmp_path / "out" / "sims.npy").shape == (2, 10)
+    assert _files(tmp_path / "out") == ["metrics.json", "ranks.npz"]
+    assert np.load(tmp_path / "out" / "ranks.npz")["t2i_top"].shape == (10, 2)
     assert main(["evaluate", "--zeroshot", str(tmp_path), "--out", str(tmp_path / "o2")]) == 2
     assert "need --split" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Tables from metrics files: the right protocol per table, the ceiling row, clear errors."""
+"""Tables from metrics files: the right protocol per table, the ceiling row, seeds, the paper's
+reported rows with their copy errors flagged, clear errors."""
 
 from __future__ import annotations
 
@@ -22,12 +23,20 @@ def _metrics(rsum_1k: float, rsum_5k: float) -> dict:
     return m
 
 
+def _write(results, dataset, method, seed, metrics):
+    folder = results / dataset / method / ("" if seed is None else f"seed{seed}")
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
 @pytest.fixture
 def layout(tmp_path):
+    """Seed 0 of every method scores 100 + i (1K) and 50 + i (5K); seed 1 scores 10 more."""
     results, raw = tmp_path / "results", tmp_path / "raw"
-    for i, method in enumerate(["zeroshot", *VARIANTS]):
-        (results / "synth" / method).mkdir(parents=True)
-        (results / "synth" / method / "metrics.json").write_text(json.dumps(_metrics(100 + i, 50 + i)))
+    _write(results, "synth", "zeroshot", None, _metrics(100, 50))
+    for i, method in enumerate(VARIANTS, 1):
+        for seed in (0, 1):
+            _write(results, "synth", method, seed, _metrics(100 + i + 10 * seed, 50 + i + 10 * seed))
     ceiling = {k: 400.0 if k == "rsum" else 66.0 for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5",
                                                              "t2i_r10", "rsum")}
     raw.mkdir()
@@ -38,11 +47,12 @@ def layout(tmp_path):
 
 def test_each_table_reads_its_protocol_and_adds_the_ceiling(layout):
     results, raw = layout
-    tables = build_tables(results, {"synth": raw}, VARIANTS, [0, 1])
+    tables = build_tables(results, {"synth": raw}, VARIANTS, [0])
     t1 = {r["method"]: r for r in tables["table1"]}
     assert [r["method"] for r in tables["table1"]] == ["zeroshot", "gpo", "aahr", "oracle ceiling"]
-    assert t1["aahr"]["rsum"] == 101.0 and t1["aahr"]["protocol"] == "5fold" and t1["aahr"]["seeds"] == "0 1"
+    assert t1["aahr"]["rsum"] == 101.0 and t1["aahr"]["protocol"] == "5fold" and t1["aahr"]["seeds"] == "0"
     assert t1["gpo"]["rsum"] == 103.0 and t1["oracle ceiling"]["rsum"] == 400.0
+    assert t1["zeroshot"]["seeds"] == "" and "rsum_std" not in t1["aahr"]
     t2 = {r["method"]: r for r in tables["table2"]}
     assert t2["aahr"]["rsum"] == 51.0 and t2["oracle ceiling"]["rsum"] == 300.0
     t3 = {r["method"]: r for r in tables["table3"]}
@@ -50,6 +60,45 @@ def test_each_table_reads_its_protocol_and_adds_the_ceiling(layout):
     t4 = {r["method"]: r for r in tables["table4"]}
     assert list(t4) == VARIANTS
     assert (t4["no_gnn"]["rsum_1k"], t4["no_gnn"]["rsum_all"]) == (102.0, 52.0)
+
+
+def test_several_seeds_give_mean_and_std(layout):
+    results, raw = layout
+    tables = build_tables(results, {"synth": raw}, VARIANTS, [0, 1])
+    t1 = {r["method"]: r for r in tables["table1"]}
+    assert t1["aahr"]["seeds"] == "0 1" and t1["aahr"]["rsum"] == 106.0     # mean of 101 and 111
+    assert t1["aahr"]["rsum_std"] == pytest.approx(7.07)                     # stdev (ddof 1) of 101, 111
+    t4 = {r["method"]: r for r in tables["table4"]}
+    assert (t4["gpo"]["rsum_all"], t4["gpo"]["rsum_all_std"]) == (58.0, pytest.approx(7.07))
+    header = to_csv(tables["table1"]).splitlines()[0].split(",")
+    assert "rsum_std" in header and header.index("rsum_std") > header.index("rsum")
+    assert "| synth | aahr | measured | 0 1 | 106.0 ± 7.1 | 56.0 ± 7.1 |" in to_markdown("T4", tables["table4"])
+
+
+def test_real_datasets_get_the_papers_rows_with_copy_errors_flagged(layout):
+    results, raw = layout
+    for method in ("zeroshot", *VARIANTS):
+        src = results / "synth" / method
+        for f in src.rglob("metrics.json"):
+            dst = results / "coco" / f.relative_to(results / "synth")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(f.read_text())
+    tables = build_tables(results, {"coco": None}, VARIANTS, [0])
+    t1 = tables["table1"]
+    assert [r["source"] for r in t1[:3]] == ["measured"] * 3 and "oracle ceiling" not in {r["method"] for r in t1}
+    reported = {r["method"]: r for r in t1 if r["source"].startswith("reported")}
+    assert reported["AAHR"]["source"] == "reported (KBS-25)"
+    vsrn = reported["VSRN++"]
+    cells = sum(vsrn[c] for c in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"))
+    assert vsrn["rsum"] == pytest.approx(cells) and vsrn["rsum"] != vsrn["rsum_printed"]
+    assert "copy error" in vsrn["note"] and not reported["AAHR"]["note"]
+    t2 = {r["method"]: r for r in tables["table2"] if r["source"].startswith("reported")}
+    assert t2["VSE++"]["rsum_printed"] == 409.8 and "copy error" in t2["VSE++"]["note"]
+    assert sum("copy error" in r["note"] for r in t2.values()) == 1
+    t3 = {r["method"]: r for r in tables["table3"] if r["source"] == "reported"}
+    assert t3["AAHR"]["t2i_map_at_r"] == 49.7
+    csv_rows = list(csv.DictReader(to_csv(t1).splitlines()))
+    assert csv_rows[0]["note"] == "" and csv_rows[-1]["rsum_printed"] != ""
 
 
 def test_csv_and_markdown_render_every_row(layout):
@@ -63,6 +112,6 @@ def test_csv_and_markdown_render_every_row(layout):
 
 def test_a_missing_run_is_named(layout):
     results, raw = layout
-    (results / "synth" / "gpo" / "metrics.json").unlink()
-    with pytest.raises(TableError, match="gpo/metrics.json: metrics file not found"):
+    (results / "synth" / "gpo" / "seed0" / "metrics.json").unlink()
+    with pytest.raises(TableError, match="gpo/seed0/metrics.json: metrics file not found"):
         build_tables(results, {"synth": raw}, VARIANTS, [0])

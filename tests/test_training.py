@@ -127,7 +127,7 @@ def test_evaluate_run_embeds_the_test_split_with_the_best_checkpoint(full_run, d
 
     pre, raw = data_root / "synth" / "precomp", data_root / "synth" / "raw"
     assert main(["evaluate", "--run", str(full_run), "--features", str(pre), "--captions", str(raw),
-                 "--split", "test", "--protocol", "full", "--out", str(tmp_path / "ev")]) == 0
+                 "--split", "test", "--protocol", "full", "--out", str(tmp_path / "ev"), "--save-sims"]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     sims = np.load(tmp_path / "ev" / "sims.npy")
     model, tokenizer, _ = load_trained(full_run / "best.pt")

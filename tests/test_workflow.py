@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from conftest import ROOT
 
 BIN = Path(sys.executable).parent
 VARIANTS = ("aahr", "no_gnn", "no_proto", "no_moco", "no_global", "gpo")
+SEEDS = (0, 1)  # tests/configs/tiny.yaml
 
 
 def _env():
@@ -53,7 +56,7 @@ def test_dry_run_plans_every_stage(project):
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth",
                  "train_synth", "evaluate_synth", "tables", "figures_synth"):
         assert rule in proc.stdout
-    assert proc.stdout.count("rule train_synth:") == len(VARIANTS)
+    assert proc.stdout.count("rule train_synth:") == len(VARIANTS) * len(SEEDS)
 
 
 def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
@@ -68,24 +71,28 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
         assert (project / f"results/tiny/benchmarks/{rule}.tsv").is_file()
     for variant in VARIANTS:
-        metrics = json.loads((project / f"results/tiny/synth/{variant}/metrics.json").read_text())
-        assert {"full_rsum", "ext_t2i_map_at_r"} <= set(metrics)
-        log = (project / f"data/tiny/synth/runs/{variant}/log.jsonl").read_text().splitlines()
-        assert len(log) >= 2, "at least 2 training epochs per variant"
-    table1 = (project / "results/tiny/table1.csv").read_text().splitlines()
-    aahr_row = next(line for line in table1 if ",aahr," in line)
-    aahr = json.loads((project / "results/tiny/synth/aahr/metrics.json").read_text())
-    assert aahr_row.endswith(f",{round(aahr['full_rsum'], 2)}")
+        for seed in SEEDS:
+            metrics = json.loads((project / f"results/tiny/synth/{variant}/seed{seed}/metrics.json").read_text())
+            assert {"full_rsum", "ext_t2i_map_at_r"} <= set(metrics)
+            log = (project / f"data/tiny/synth/runs/{variant}/seed{seed}/log.jsonl").read_text().splitlines()
+            assert len(log) >= 2, "at least 2 training epochs per variant"
+    with open(project / "results/tiny/table1.csv") as f:
+        aahr_row = next(r for r in csv.DictReader(f) if r["method"] == "aahr")
+    rsums = [json.loads((project / f"results/tiny/synth/aahr/seed{s}/metrics.json").read_text())["full_rsum"]
+             for s in SEEDS]
+    assert aahr_row["seeds"] == "0 1" and rsums[0] != rsums[1], "two seeds, two different runs"
+    assert float(aahr_row["rsum"]) == round(statistics.fmean(rsums), 2)
+    assert float(aahr_row["rsum_std"]) == round(statistics.stdev(rsums), 2)
     for n in (2, 3, 4):
         assert (project / f"results/tiny/table{n}.csv").is_file() and (project / f"results/tiny/table{n}.md").is_file()
-    for name in ("training_curves", "recall_at_k", "ablations"):
+    for name in ("training_curves", "recall_at_k", "ablations", "qualitative"):
         assert (project / f"results/tiny/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
     for what in ("synth dataset: data/tiny/synth/raw", "region features:", "global branch:",
                  "zero-shot global branch: results/tiny/synth/zeroshot/metrics.json",
-                 "gpo (trained): results/tiny/synth/gpo/metrics.json", "tables: results/tiny/table1.csv"):
+                 "gpo seed 1 (trained): results/tiny/synth/gpo/seed1/metrics.json", "tables: results/tiny/table1.csv"):
         assert what in summary.stdout
     second = snakemake(project)
     assert second.returncode == 0

@@ -15,6 +15,7 @@ from aahr.errors import AahrError
 
 # Subcommands in pipeline order.
 COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary"]
+COMMANDS += ["search", "compare"]  # using a trained model (not pipeline stages)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -450,6 +450,27 @@ def _top_sorted(block: np.ndarray, length: int) -> tuple[np.ndarray, bool]:
     return idx[:, :length], bool((val[:, 1:] == val[:, :-1]).any())
 
 
+def ranked_results(sims, top: int = 10, captions_per_image: int = CAPTIONS_PER_IMAGE) -> dict[str, np.ndarray]:
+    """What a figure or a comparison needs of a similarity matrix, without keeping the matrix.
+
+    Returns ``i2t_rank`` (N,) and ``t2i_rank`` (cpi N,): the 0-based ranks of :func:`retrieval_ranks`;
+    ``i2t_top`` (N, top) caption columns and ``t2i_top`` (cpi N, top) image rows, by decreasing score
+    (ties by index). A 5K x 25K float32 matrix is 477 MB; these arrays are about 1.5 MB.
+    """
+    sims = check_sims(sims, captions_per_image)
+    i2t, t2i = _ranks(sims, captions_per_image)
+    n_img, n_cap = sims.shape
+    i2t_top = np.empty((n_img, min(top, n_cap)), np.int64)
+    t2i_top = np.empty((n_cap, min(top, n_img)), np.int64)
+    rows = max(1, _CHUNK // n_cap)
+    for r0 in range(0, n_img, rows):
+        i2t_top[r0:r0 + rows] = _top_sorted(np.ascontiguousarray(sims[r0:r0 + rows]), top)[0]
+    cols = max(1, _CHUNK // n_img)
+    for c0 in range(0, n_cap, cols):
+        t2i_top[c0:c0 + cols] = _top_sorted(np.ascontiguousarray(sims[:, c0:c0 + cols].T), top)[0]
+    return {"i2t_rank": i2t, "t2i_rank": t2i, "i2t_top": i2t_top, "t2i_top": t2i_top}
+
+
 def _ranked_lists(sims: np.ndarray, length: int, fold_rows: int, fold_cols: int, k: int,
                   item_ids: np.ndarray) -> tuple[list, bool]:
     """Per row of ``sims`` (queries x items): item ids by decreasing score, the top ``length``

@@ -1,12 +1,17 @@
 """The paper's tables from measured metrics: each a CSV plus a Markdown rendering.
 
-Every measured number comes from a ``results/{dataset}/{method}/metrics.json`` written by
-``aahr evaluate``; the synth tables add the oracle ceiling (``ceiling.json`` of the dataset), the
-best any model can do without priors when captions are ambiguous (see aahr.synth.oracle).
+Every measured number comes from a ``metrics.json`` written by ``aahr evaluate``:
+``results/{dataset}/zeroshot/metrics.json`` (the frozen global branch, no training seed) and
+``results/{dataset}/{variant}/seed{seed}/metrics.json`` (one per training seed; with more than one
+seed a row shows the mean and the standard deviation (ddof 1) in ``{column}_std`` columns). The synth
+tables add the oracle ceiling (``ceiling.json`` of the dataset), the best any model can do without
+priors when captions are ambiguous (see aahr.synth.oracle). The real datasets add the paper's
+reported rows (``aahr/reference/*.csv``), marked ``reported``, with rsum recomputed from the six cells
+and a note where the printed rsum disagrees (a copy error in the paper).
 
 - table1: the 1K-image protocol (COCO-style 5-fold mean when the test split has whole thousands);
 - table2: the whole test split (COCO 5K when it has 5,000 images);
-- table3: extended positives (mAP@R, R-Precision, R@1 both directions);
+- table3: extended positives (mAP@R, R-Precision, R@1 both directions; ECCV Caption on COCO);
 - table4: the ablations, every variant, headline numbers of the three protocols.
 """
 
@@ -15,6 +20,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
+from importlib import resources
 from pathlib import Path
 
 from aahr.errors import AahrError
@@ -22,15 +29,19 @@ from aahr.errors import AahrError
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 EXTENDED = ("i2t_map_at_r", "i2t_r_precision", "i2t_r1", "t2i_map_at_r", "t2i_r_precision", "t2i_r1")
 MAIN_ROWS = ("zeroshot", "gpo", "aahr")
-# table -> (title, metrics.json prefixes in order of preference, columns, the ceiling's protocol)
+# table -> (title, metrics.json prefixes in order of preference, columns)
 TABLES = {
     "table1": ("1K-image protocol", ("5fold", "1k", "full"), RECALLS),
     "table2": ("whole test split (5K protocol at 5,000 images)", ("5k", "full"), RECALLS),
-    "table3": ("extended positives", ("ext",), EXTENDED),
+    "table3": ("extended positives", ("eccv", "ext"), EXTENDED),
 }
 CEILING_OF = {"5fold": "1k_folds", "1k": "full", "5k": "full", "full": "full"}
 ABLATION_COLUMNS = (("rsum_1k", ("5fold", "1k", "full"), "rsum"), ("rsum_all", ("5k", "full"), "rsum"),
-                    ("ext_i2t_map_at_r", ("ext",), "i2t_map_at_r"), ("ext_t2i_map_at_r", ("ext",), "t2i_map_at_r"))
+                    ("ext_i2t_map_at_r", ("eccv", "ext"), "i2t_map_at_r"),
+                    ("ext_t2i_map_at_r", ("eccv", "ext"), "t2i_map_at_r"))
+# The paper's protocol names (paper_results.csv) per table and dataset.
+REPORTED_PROTOCOL = {("table1", "f30k"): "1k", ("table1", "coco"): "1k_5fold", ("table2", "coco"): "5k"}
+ROUNDING = 0.35    # |printed rsum - sum of the six printed cells| above this is a copy error, not rounding
 
 
 class TableError(AahrError):
@@ -54,48 +65,118 @@ def _round(v: float) -> float:
     return round(float(v), 2)
 
 
-def build_tables(results: Path, datasets: dict[str, Path], variants: list[str], seeds: list[int]) -> dict:
+def metric_paths(results: Path, dataset: str, method: str, seeds: list[int]) -> list[Path]:
+    """The metrics files of one table row: the zero-shot row has one, a trained method one per seed."""
+    if method == "zeroshot":
+        return [results / dataset / method / "metrics.json"]
+    return [results / dataset / method / f"seed{s}" / "metrics.json" for s in seeds]
+
+
+def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]]) -> tuple[dict, str]:
+    """Mean (and std with several files) of each column over the files; columns: name -> (prefixes,
+    metric). Returns (cells, the protocol used for the first column)."""
+    loaded = [(p, _load(p)) for p in paths]
+    values, protocol = {}, None
+    for name, (prefixes, key) in columns.items():
+        vals = []
+        for path, m in loaded:
+            p = _prefix(m, prefixes, path)
+            protocol = protocol or p
+            vals.append(float(m[f"{p}_{key}"]))
+        values[name] = _round(statistics.fmean(vals))
+        if len(paths) > 1:
+            values[f"{name}_std"] = _round(statistics.stdev(vals))
+    return values, protocol
+
+
+def _reference(name: str) -> list[dict]:
+    with resources.files("aahr.reference").joinpath(name).open() as f:
+        return list(csv.DictReader(f))
+
+
+def reported_rows(table: str, dataset: str) -> list[dict]:
+    """The paper's rows for one table and dataset, rsum recomputed and copy errors noted."""
+    rows = []
+    if table == "table3":
+        if dataset != "coco":
+            return rows
+        for r in _reference("eccv_results.csv"):
+            rows.append({"dataset": dataset, "protocol": "eccv", "method": r["method"], "source": "reported",
+                         "seeds": "", **{c: _round(r[c]) if r[c] else "" for c in EXTENDED},
+                         "note": r["source"]})
+        return rows
+    protocol = REPORTED_PROTOCOL.get((table, dataset))
+    for r in _reference("paper_results.csv") if protocol else []:
+        if r["dataset"] != dataset or r["protocol"] != protocol:
+            continue
+        cells = {c: _round(r[c]) for c in RECALLS[:-1]}
+        total, printed = round(sum(cells.values()), 1), float(r["rsum_as_printed"])
+        note = (f"copy error in the paper: printed rsum {printed}, its cells sum to {total}"
+                if abs(total - printed) > ROUNDING else "")
+        rows.append({"dataset": dataset, "protocol": protocol, "method": r["method"],
+                     "source": f"reported ({r['venue']})", "seeds": "", **cells, "rsum": total,
+                     "rsum_printed": printed, "note": note})
+    return rows
+
+
+def build_tables(results: Path, datasets: dict[str, Path | None], variants: list[str], seeds: list[int]) -> dict:
     """{table name: list of row dicts}. ``datasets``: name -> folder holding ``ceiling.json`` (synth)
-    or None; metrics are read from ``results/{dataset}/{method}/metrics.json``."""
+    or None (a real dataset: the paper's reported rows are added)."""
     tables: dict[str, list[dict]] = {name: [] for name in (*TABLES, "table4")}
     seed_text = " ".join(map(str, seeds))
     for dataset, raw in datasets.items():
         ceiling = json.loads((raw / "ceiling.json").read_text())["test"] if raw is not None else None
         for name, (_, prefixes, columns) in TABLES.items():
             for method in MAIN_ROWS:
-                path = results / dataset / method / "metrics.json"
-                m = _load(path)
-                p = _prefix(m, prefixes, path)
+                paths = metric_paths(results, dataset, method, seeds)
+                cells, p = _measured(paths, {c: (prefixes, c) for c in columns})
                 tables[name].append({"dataset": dataset, "protocol": p, "method": method, "source": "measured",
-                                     "seeds": seed_text, **{c: _round(m[f"{p}_{c}"]) for c in columns}})
+                                     "seeds": "" if method == "zeroshot" else seed_text, **cells})
             if ceiling is not None and name != "table3":
                 c = ceiling[CEILING_OF[p]]
                 tables[name].append({"dataset": dataset, "protocol": p, "method": "oracle ceiling",
                                      "source": "exact (synth positives)", "seeds": "",
                                      **{k: _round(c[k]) for k in columns}})
+            if raw is None:
+                tables[name] += reported_rows(name, dataset)
         for method in variants:
-            path = results / dataset / method / "metrics.json"
-            m = _load(path)
-            row = {"dataset": dataset, "method": method, "source": "measured", "seeds": seed_text}
-            for column, prefixes, key in ABLATION_COLUMNS:
-                row[column] = _round(m[f"{_prefix(m, prefixes, path)}_{key}"])
-            tables["table4"].append(row)
+            cells, _ = _measured(metric_paths(results, dataset, method, seeds),
+                                 {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS})
+            tables["table4"].append({"dataset": dataset, "method": method, "source": "measured",
+                                     "seeds": seed_text, **cells})
     return tables
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """Every column of the rows, in order of first appearance (measured, std, then reported ones)."""
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols |= dict.fromkeys(r)
+    return list(cols)
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns_of(rows), restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
 
 
 def to_markdown(title: str, rows: list[dict]) -> str:
-    cols = list(rows[0])
+    """Standard deviations, where there are any, are shown as mean ± std in the mean's column."""
+    cols = [c for c in columns_of(rows) if not c.endswith("_std")]
     lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def cell(r: dict, c: str) -> str:
+        v = r.get(c, "")
+        if not isinstance(v, float):
+            return str(v)
+        std = r.get(f"{c}_std")
+        return f"{v:.1f} ± {std:.1f}" if isinstance(std, float) else f"{v:.1f}"
+
     for r in rows:
-        lines.append("| " + " | ".join(f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(cell(r, c) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 

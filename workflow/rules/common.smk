@@ -42,10 +42,12 @@ def params_file():
 
 
 VARIANTS = list(config["variants"])
+SEEDS = config["seeds"]
 
 
 wildcard_constraints:
     variant="|".join(VARIANTS),
+    seed=r"\d+",
 
 
 # Splits a matcher reads: train (training), dev (model selection), test (the tables).
@@ -54,6 +56,22 @@ MATCH_SPLITS = ["train", "dev", "test"]
 
 def synth_raw():
     return f"{DATA}/synth/raw"
+
+
+def run_dir(dataset, variant="{variant}", seed="{seed}"):
+    """A training run's folder (aahr.paths.run_dir)."""
+    return f"{DATA}/{dataset}/runs/{variant}/seed{seed}"
+
+
+def result_dir(dataset, method="{variant}", seed="{seed}"):
+    """A method's test metrics (aahr.paths.result_dir); the zero-shot row has no seed."""
+    parts = [RESULTS, dataset, method] + ([] if seed is None else [f"seed{seed}"])
+    return "/".join(parts)
+
+
+def every_run(dataset, pattern):
+    """`pattern` (with {variant} and {seed}) for every variant x seed."""
+    return expand(pattern, variant=VARIANTS, seed=SEEDS)
 
 
 def precomp(dataset, *names, splits=MATCH_SPLITS):

@@ -7,8 +7,8 @@ rule evaluate_zeroshot_synth:
         raw=synth_raw(),
         code=package_sources("evaluation.py", "commands/evaluate.py"),
     output:
-        metrics=f"{RESULTS}/synth/zeroshot/metrics.json",
-        sims=f"{RESULTS}/synth/zeroshot/sims.npy",
+        metrics=f"{result_dir('synth', 'zeroshot', None)}/metrics.json",
+        ranks=f"{result_dir('synth', 'zeroshot', None)}/ranks.npz",
     log:
         f"{LOGS}/evaluate_zeroshot_synth.log",
     benchmark:
@@ -25,7 +25,7 @@ rule evaluate_zeroshot_synth:
 
 rule evaluate_synth:
     input:
-        best=f"{DATA}/synth/runs/{{variant}}/best.pt",
+        best=f"{run_dir('synth')}/best.pt",
         features=precomp(
             "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
         ),
@@ -34,12 +34,12 @@ rule evaluate_synth:
             "evaluation.py", "commands/evaluate.py", "model", "training"
         ),
     output:
-        metrics=f"{RESULTS}/synth/{{variant}}/metrics.json",
-        sims=f"{RESULTS}/synth/{{variant}}/sims.npy",
+        metrics=f"{result_dir('synth')}/metrics.json",
+        ranks=f"{result_dir('synth')}/ranks.npz",
     log:
-        f"{LOGS}/evaluate_synth_{{variant}}.log",
+        f"{LOGS}/evaluate_synth_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_synth_{{variant}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate_synth_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
     params:

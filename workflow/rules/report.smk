@@ -1,20 +1,27 @@
-# Figures: training curves, R@K curves and the ablation chart, from the measured outputs.
+# Figures: training curves, R@K curves, the ablation chart and a qualitative grid.
 
 
 rule figures_synth:
     input:
-        logs=expand(f"{DATA}/synth/runs/{{variant}}/log.jsonl", variant=VARIANTS),
-        sims=expand(
-            f"{RESULTS}/synth/{{method}}/sims.npy", method=["zeroshot", *VARIANTS]
-        ),
+        logs=every_run("synth", f"{run_dir('synth')}/log.jsonl"),
+        ranks=[
+            f"{result_dir('synth', 'zeroshot', None)}/ranks.npz",
+            *every_run("synth", f"{result_dir('synth')}/ranks.npz"),
+        ],
         table=f"{RESULTS}/table4.csv",
+        best=every_run("synth", f"{run_dir('synth')}/best.pt"),
+        features=precomp(
+            "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
+        ),
         raw=synth_raw(),
-        code=package_sources("figures.py", "commands/figures.py"),
+        code=package_sources(
+            "figures.py", "commands/figures.py", "search.py", "inspect_figures.py"
+        ),
     output:
         report(
             expand(
                 f"{RESULTS}/figures/{{name}}.png",
-                name=["training_curves", "recall_at_k", "ablations"],
+                name=["training_curves", "recall_at_k", "ablations", "qualitative"],
             ),
             category="Figures",
         ),

@@ -3,11 +3,14 @@
 
 rule tables:
     input:
-        metrics=expand(
-            f"{RESULTS}/{{dataset}}/{{method}}/metrics.json",
-            dataset=config["datasets"],
-            method=["zeroshot", *VARIANTS],
+        zeroshot=expand(
+            f"{RESULTS}/{{dataset}}/zeroshot/metrics.json", dataset=config["datasets"]
         ),
+        metrics=[
+            m
+            for d in config["datasets"]
+            for m in every_run(d, f"{result_dir(d)}/metrics.json")
+        ],
         raw=synth_raw(),
         code=package_sources("tables.py", "commands/tables.py"),
     output:

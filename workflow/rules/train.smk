@@ -1,4 +1,4 @@
-# Training: one run per dataset x variant (each variant a set of switches in params.yaml).
+# Training: one run per dataset x variant x seed (each variant a set of switches in params.yaml).
 
 
 rule train_synth:
@@ -16,13 +16,13 @@ rule train_synth:
             "model", "training", "features/text.py", "commands/train.py"
         ),
     output:
-        best=f"{DATA}/synth/runs/{{variant}}/best.pt",
-        log=f"{DATA}/synth/runs/{{variant}}/log.jsonl",
-        metrics=f"{DATA}/synth/runs/{{variant}}/metrics.json",
+        best=f"{run_dir('synth')}/best.pt",
+        log=f"{run_dir('synth')}/log.jsonl",
+        metrics=f"{run_dir('synth')}/metrics.json",
     log:
-        f"{LOGS}/train_synth_{{variant}}.log",
+        f"{LOGS}/train_synth_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_synth_{{variant}}.tsv"
+        f"{RESULTS}/benchmarks/train_synth_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
     threads: workflow.cores
@@ -38,6 +38,6 @@ rule train_synth:
         out=lambda w, output: os.path.dirname(output.best),
         features=lambda w, input: os.path.dirname(input.features[0]),
     shell:
-        "aahr train --params {params.file:q} --dataset synth --variant {wildcards.variant}"
+        "aahr train --params {params.file:q} --dataset synth --variant {wildcards.variant} --seed {wildcards.seed}"
         " --features {params.features:q} --captions {input.raw:q} --out {params.out:q}"
         " --resume-matching --threads {threads} --quiet > {log:q} 2>&1"

@@ -32,9 +32,11 @@ metrics.json key scheme: one flat object, every value a number, every key ``{pre
   ``eccv_{coco1k,coco5k,cxc}_{i2t,t2i}_r{1,5,10}`` and ``eccv_{coco1k,coco5k,cxc}_rsum``.
 
 Recalls, mAP@R and R-Precision are percentages; medr / meanr are 1-based ranks. Ties are broken
-against the query (see aahr.evaluation). ``--out DIR`` receives ``metrics.json`` and ``sims.npy``
-(a copy of the evaluated matrix), both written atomically and only after every input has been
-validated and every metric computed: on any error nothing is written.
+against the query (see aahr.evaluation). ``--out DIR`` receives ``metrics.json`` and ``ranks.npz``
+(per query: the rank of its first true item and its top-10 items, see
+:func:`aahr.evaluation.ranked_results`; the figures and ``aahr compare`` read it), both written
+atomically and only after every input has been validated and every metric computed: on any error
+nothing is written. ``--save-sims`` also keeps the whole matrix as ``sims.npy`` (5K: 477 MB).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--caption-ids", metavar="FILE",
                    help="COCO caption id per column (.npy or one per line) for the eccv protocol")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder: metrics.json and sims.npy")
+                   help="output folder: metrics.json and ranks.npz")
+    p.add_argument("--save-sims", action="store_true", help="also write the whole matrix to --out/sims.npy")
 
 
 def _load_sims(path: Path):
@@ -131,14 +134,18 @@ def _load_positives(folder: Path, split: str, sims_shape: tuple[int, int]):
     return i2t, t2i
 
 
-def evaluate_and_write(sims, out: Path, protocols=("auto",), **inputs) -> dict:
+def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = False, **inputs) -> dict:
     """Compute every protocol on ``sims`` (see aahr.evaluation.evaluate_protocols), then write
-    ``out/sims.npy`` and ``out/metrics.json`` atomically. Nothing is written if anything fails."""
-    from aahr.evaluation import evaluate_protocols
-    from aahr.io import save_npy, write_json
+    ``out/ranks.npz``, ``out/metrics.json`` (and ``out/sims.npy`` with ``save_sims``) atomically.
+    Nothing is written if anything fails."""
+    from aahr.evaluation import evaluate_protocols, ranked_results
+    from aahr.io import save_npy, save_npz, write_json
 
     metrics = evaluate_protocols(sims, protocols, **inputs)
-    save_npy(Path(out) / "sims.npy", sims)
+    ranked = ranked_results(sims)
+    if save_sims:
+        save_npy(Path(out) / "sims.npy", sims)
+    save_npz(Path(out) / "ranks.npz", **ranked)
     write_json(Path(out) / "metrics.json", metrics)
     return metrics
 
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image_ids is not None:
         inputs["image_ids"] = _load_ids(Path(args.image_ids), "image")
         inputs["caption_ids"] = _load_ids(Path(args.caption_ids), "caption")
-    metrics = evaluate_and_write(sims, Path(args.out), args.protocol, **inputs)
+    metrics = evaluate_and_write(sims, Path(args.out), args.protocol, args.save_sims, **inputs)
     print(f"evaluated {sims.shape[0]} images x {sims.shape[1]} captions ({source}):")
     for line in _summary(metrics):
         print(line)

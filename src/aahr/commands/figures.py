@@ -1,11 +1,13 @@
-"""aahr figures: training curves, R@K curves and the ablation chart under results/figures/."""
+"""aahr figures: training curves, R@K curves, the ablation chart and a qualitative grid under
+results/figures/ (the grid: test captions with the full model's top-5 images, true and extended
+positives marked; drawn by aahr.search.qualitative_grid, the code of ``aahr search``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "Draw results/figures/*.png: training curves, R@K curves, the ablation chart."
+HELP = "Draw results/figures/*.png: training curves, R@K curves, the ablation chart, a qualitative grid."
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -36,21 +38,23 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from aahr.config import load_params
-    from aahr.evaluation import retrieval_ranks
     from aahr.figures import _need, ablations, read_log, recall_at_k, recall_curve, training_curves
     from aahr.io import atomic_path
+    from aahr.paths import features_dir, raw_dir, result_dir, run_dir
+    from aahr.search import qualitative_grid
 
     params = load_params(args.params)
-    results, data = Path(params["results_root"]), Path(params["data_root"])
+    results = Path(params["results_root"])
     out = Path(args.out) if args.out else results / "figures"
-    variants = list(params["variants"])
-    runs = data / args.dataset / "runs"
-    raw = data / args.dataset / "raw" if args.dataset == "synth" else None
+    variants, seed = list(params["variants"]), params["seeds"][0]   # curves: the first training seed
+    raw = raw_dir(params, args.dataset) if args.dataset == "synth" else None
 
-    logs = {v: read_log(runs / v / "log.jsonl") for v in variants}
+    logs = {v: read_log(run_dir(params, args.dataset, v, seed) / "log.jsonl") for v in variants}
     curves = {}
     for method in ["zeroshot", *variants]:
-        i2t, t2i = retrieval_ranks(np.load(_need(results / args.dataset / method / "sims.npy"), mmap_mode="r"))
+        folder = result_dir(params, args.dataset, method, None if method == "zeroshot" else seed)
+        with np.load(_need(folder / "ranks.npz")) as ranked:
+            i2t, t2i = ranked["i2t_rank"], ranked["t2i_rank"]
         curves[method] = (recall_curve(i2t), recall_curve(t2i))
         n_images = len(i2t)
     oracle = _oracle_curves(raw, n_images) if raw is not None else None
@@ -64,9 +68,13 @@ def run(args: argparse.Namespace) -> int:
         ceiling = c.get("1k_folds", c["full"])["rsum"]
 
     out.mkdir(parents=True, exist_ok=True)
+    grid_run = "aahr" if "aahr" in variants else variants[0]
+    grid = (run_dir(params, args.dataset, grid_run, seed), features_dir(params, args.dataset),
+            raw_dir(params, args.dataset))
     for name, draw in (("training_curves.png", lambda p: training_curves(logs, p)),
                        ("recall_at_k.png", lambda p: recall_at_k(curves, p, oracle)),
-                       ("ablations.png", lambda p: ablations(rows, p, ceiling))):
+                       ("ablations.png", lambda p: ablations(rows, p, ceiling)),
+                       ("qualitative.png", lambda p: qualitative_grid(*grid, p, seed=params["seed"], cache=False))):
         with atomic_path(out / name) as tmp:
             draw(tmp)
         print(out / name)

@@ -59,6 +59,7 @@ def _row(name: str, folder: Path, ceiling: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from aahr.config import load_params
+    from aahr.paths import result_dir
 
     params = load_params(args.params)
     data, results = Path(params["data_root"]), Path(params["results_root"])
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         ceiling = json.loads((raw / "ceiling.json").read_text())["test"]
         lines += _row("zero-shot global branch", results / "synth" / "zeroshot", ceiling)
         for variant in params["variants"]:
-            lines += _row(f"{variant} (trained)", results / "synth" / variant, ceiling)
+            for seed in params["seeds"]:
+                lines += _row(f"{variant} seed {seed} (trained)", result_dir(params, "synth", variant, seed), ceiling)
     tables = [results / f"table{n}.csv" for n in (1, 2, 3, 4)]
     if all(t.is_file() for t in tables):
         lines.append(f"tables: {', '.join(map(str, tables))} (and .md)")

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     results = Path(params["results_root"])
     out = Path(args.out) if args.out else results
     datasets = {d: (Path(params["data_root"]) / d / "raw" if d == "synth" else None) for d in params["datasets"]}
-    tables = build_tables(results, datasets, list(params["variants"]), [params["seed"]])
+    tables = build_tables(results, datasets, list(params["variants"]), params["seeds"])
     for name, rows in tables.items():  # all computed before anything is written
         write_text(out / f"{name}.csv", to_csv(rows))
         write_text(out / f"{name}.md", to_markdown(title_of(name), rows))

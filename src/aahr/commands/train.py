@@ -26,6 +26,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="synth", choices=("synth", "f30k", "coco"), help="dataset (default: synth)")
     p.add_argument("--variant", default="aahr",
                    help="a variant of params.yaml: aahr, no_gnn, no_proto, no_moco, no_global, gpo (default: aahr)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed (default: the params file's seed; the workflow runs each of seeds)")
     p.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, metrics.json")
     p.add_argument("--features", default=None,
                    help="precomp folder with {split}_ims.npy (default: {data_root}/{dataset}/precomp)")
@@ -46,7 +48,8 @@ def _relaunch(args: argparse.Namespace, nproc: int) -> int:
     """Run this same command under torchrun with ``nproc`` processes on this machine."""
     argv = ["train", "--params", args.params, "--dataset", args.dataset, "--variant", args.variant,
             "--out", args.out]  # no --nproc: torchrun's parser would take it for its own --nproc-per-node
-    for flag, value in (("--features", args.features), ("--captions", args.captions), ("--device", args.device)):
+    for flag, value in (("--features", args.features), ("--captions", args.captions), ("--device", args.device),
+                        ("--seed", None if args.seed is None else str(args.seed))):
         if value is not None:
             argv += [flag, value]
     argv += ["--threads", str(args.threads)] + ["--resume"] * args.resume + ["--quiet"] * args.quiet
@@ -57,11 +60,15 @@ def _relaunch(args: argparse.Namespace, nproc: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aahr.config import load_params
+    from aahr.config import ConfigError, load_params
     from aahr.training import distributed
     from aahr.training.loop import Options, train
 
     params = load_params(args.params)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+        params = {**params, "seed": args.seed}
     nproc = args.nproc if args.nproc is not None else params["train"]["nproc"]
     if nproc > 1 and not distributed.launched_by_torchrun():
         return _relaunch(args, nproc)

@@ -1,0 +1,28 @@
+"""Where the pipeline keeps things, in one place (the Snakemake rules follow the same layout).
+
+- ``{data_root}/{dataset}/raw``: captions, ids, positives (synth: also images and scenes);
+- ``{data_root}/{dataset}/precomp``: region features and the global branch's embeddings;
+- ``{data_root}/{dataset}/runs/{variant}/seed{seed}``: one training run (best.pt, last.pt, log.jsonl);
+- ``{results_root}/{dataset}/{method}/seed{seed}``: its test metrics (the zero-shot row has no seed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def raw_dir(params: dict, dataset: str) -> Path:
+    return Path(params["data_root"]) / dataset / "raw"
+
+
+def features_dir(params: dict, dataset: str) -> Path:
+    return Path(params["data_root"]) / dataset / "precomp"
+
+
+def run_dir(params: dict, dataset: str, variant: str, seed: int) -> Path:
+    return Path(params["data_root"]) / dataset / "runs" / variant / f"seed{seed}"
+
+
+def result_dir(params: dict, dataset: str, method: str, seed: int | None = None) -> Path:
+    folder = Path(params["results_root"]) / dataset / method
+    return folder if seed is None else folder / f"seed{seed}"
