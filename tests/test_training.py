@@ -263,3 +263,31 @@ def test_a_pretrained_text_backbone_gets_a_tenth_of_the_learning_rate():
     backbone = {id(p) for p in model.text.backbone.backbone.parameters()}
     assert {id(p) for p in groups["text_backbone"]["params"]} == backbone
     assert not backbone & {id(p) for p in groups["model"]["params"]}
+
+
+class _Payload:
+    """Unpickling this runs code: what a tampered checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_tampered_checkpoint_is_refused_without_running_its_code(full_run, data_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = torch.load(full_run / "best.pt", weights_only=True)
+    ckpt["extra"] = _Payload(tmp_path / "pwned")               # not a plain state dict any more
+    torch.save(ckpt, run / "best.pt")
+    pre, raw = data_root / "synth" / "precomp", data_root / "synth" / "raw"
+    assert main(["evaluate", "--run", str(run), "--features", str(pre), "--captions", str(raw),
+                 "--split", "test", "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'best.pt'}: cannot read the checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists(), "the checkpoint's code ran"
+    assert not (tmp_path / "ev").exists()
+    torch.save(ckpt, run / "last.pt")                           # nor is it resumed from
+    assert train_cli(params_file(tmp_path, data_root), run, "--resume") == 2
+    assert not (tmp_path / "pwned").exists()

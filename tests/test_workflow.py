@@ -1,4 +1,5 @@
-"""The Snakemake DAG on the tiny config: lint, dry run, a real run, and a second run that does nothing."""
+"""The Snakemake DAG on the tiny config: lint, dry run, a real run, a second run that does nothing, and
+a training job killed with SIGKILL that resumes when the workflow runs again."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import csv
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from conftest import ROOT
 
@@ -104,3 +109,67 @@ def test_a_bad_config_stops_the_workflow_with_the_key_named(project):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "seed: -3 is less than the minimum of 0" in out
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (Snakemake runs each job in its own process group)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+
+
+def test_a_killed_training_job_resumes_from_its_last_epoch(project, tmp_path):
+    """kill -9 of Snakemake and its job mid-training (as on node loss); running the workflow again
+    resumes from the last epoch checkpoint and ends exactly where an uninterrupted run does."""
+    params = yaml.safe_load((project / "tests/configs/tiny.yaml").read_text())
+    params["seeds"], params["train"]["epochs"] = [7], 12        # a new run, long enough to be killed
+    (project / "kill.yaml").write_text(yaml.safe_dump(params))
+    run = project / "data/tiny/synth/runs/gpo/seed7"
+    cmd = [str(BIN / "snakemake"), str(run.relative_to(project) / "best.pt"), "--cores", "2", "--configfile", "kill.yaml"]
+    out = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen(cmd, cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    epoch, deadline = 0, time.monotonic() + 600
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and epoch < 2:
+            if (run / "last.pt").exists():
+                epoch = torch.load(run / "last.pt", weights_only=True)["epoch"]
+            time.sleep(0.01)
+    finally:
+        _kill_tree(proc.pid)
+        proc.wait()
+        out.close()
+    assert 2 <= epoch < 12, f"killed at epoch {epoch}: not mid-run\n{(tmp_path / 'killed.log').read_text()[-3000:]}"
+    assert not (run / "metrics.json").exists()
+
+    # What a user does (README, "If a run dies"): unlock the folder Snakemake had locked, run again.
+    unlock = subprocess.run([*cmd, "--unlock"], cwd=project, env=_env(), capture_output=True, text=True)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+    again = subprocess.run(cmd, cwd=project, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (project / "results/tiny/logs/train_synth_gpo_seed7.log").read_text()
+    assert "Resuming from epoch" in log, log
+    resumed_at = int(log.split("Resuming from epoch ")[1].split(":")[0])
+    assert resumed_at >= epoch
+    # The same training, never interrupted, with the effective config of that run.
+    ref = tmp_path / "ref"
+    subprocess.run([str(BIN / "aahr"), "train", "--params", ".snakemake/aahr-params.yaml", "--variant", "gpo",
+                    "--seed", "7", "--features", "data/tiny/synth/precomp", "--captions", "data/tiny/synth/raw",
+                    "--out", str(ref), "--quiet"], cwd=project, env=_env(), check=True, timeout=600)
+    assert json.loads((run / "metrics.json").read_text()) == pytest.approx(
+        json.loads((ref / "metrics.json").read_text()), rel=1e-6)
+    ours, theirs = ((r / "log.jsonl").read_text().splitlines() for r in (run, ref))
+    assert len(ours) == len(theirs) == 12
+    for a, b in zip(map(json.loads, ours), map(json.loads, theirs)):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == pytest.approx(
+            {k: v for k, v in b.items() if "seconds" not in k}, rel=1e-6)
+    assert (run / "best.pt").is_file() and not (run / ".best.pt").exists()

@@ -5,8 +5,10 @@
 - Model selection by rsum on the dev split (aahr.evaluation.retrieval_metrics); the test split is
   never read here.
 - Every epoch, atomically: ``last.pt`` (model, optimizer, counters, log history) and, when dev rsum
-  improves, ``best.pt`` (model only); both hold state dicts and plain values only, loadable with
-  ``torch.load(..., weights_only=True)``. ``log.jsonl`` (one line per epoch: every loss term, dev
+  improves, ``.best.pt`` (model only), renamed to ``best.pt`` when the run ends; both hold state
+  dicts and plain values only, loadable with ``torch.load(..., weights_only=True)``. Neither is
+  touched by Snakemake's clean-up of a killed job's outputs (``best.pt``, ``log.jsonl``,
+  ``metrics.json``), so the rerun resumes from ``last.pt`` and still has the best model so far. ``log.jsonl`` (one line per epoch: every loss term, dev
   metrics, timing) and, at the end, ``metrics.json`` (numeric: the best epoch's dev metrics).
 - Repeatable: data order, augmentation, dropout and negative sampling are seeded by (seed, epoch /
   step), so a resumed run ends exactly where an uninterrupted one does.
@@ -35,6 +37,7 @@ from aahr.training.data import (GlobalBatchSampler, PairDataset, Split, Tokenize
                                 dataset_folders, image_batches, load_split)
 
 LAST, BEST, LOG, METRICS = "last.pt", "best.pt", "log.jsonl", "metrics.json"
+BEST_SO_FAR = ".best.pt"    # the best checkpoint while the run goes on (not a workflow output)
 # Keys that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "workers", "device", "nproc"}
 
@@ -322,7 +325,7 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
             common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(params, variant),
                       "vocab": vocab_out, "dims": {"region": region_dim, "global": global_dim}}
             if improved:
-                save_checkpoint(out / BEST, {**common, "model": model.state_dict(), "dev": metrics})
+                save_checkpoint(out / BEST_SO_FAR, {**common, "model": model.state_dict(), "dev": metrics})
             save_checkpoint(last_path, {**common, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "iteration": iteration, "best": best, "history": history})
             write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in history))
@@ -334,5 +337,7 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
 
     result = {"best_epoch": best["epoch"], **{f"dev_{k}": v for k, v in best["metrics"].items()}}
     if ctx.main:
+        if (out / BEST_SO_FAR).exists():
+            (out / BEST_SO_FAR).replace(out / BEST)
         write_json(out / METRICS, result)
     return result
