@@ -104,6 +104,16 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     assert "Nothing to be done" in second.stdout + second.stderr
 
 
+def test_the_report_holds_the_figures(project):
+    """`snakemake --report` (after the tiny run above): one self-contained HTML with the figures."""
+    proc = snakemake(project, "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (project / "report.html").read_text(errors="replace")
+    assert html.lstrip().lower().startswith("<!doctype html")
+    for name in ("training_curves.png", "recall_at_k.png", "ablations.png", "qualitative.png"):
+        assert name in html, name
+
+
 def test_a_bad_config_stops_the_workflow_with_the_key_named(project):
     proc = snakemake(project, "--dry-run", "--config", "seed=-3")
     assert proc.returncode != 0

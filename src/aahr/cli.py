@@ -16,6 +16,7 @@ from aahr.errors import AahrError
 # Subcommands in pipeline order.
 COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary"]
 COMMANDS += ["search", "compare"]  # using a trained model (not pipeline stages)
+COMMANDS += ["download", "check-data"]  # the real datasets: locate and validate them (not stages)
 
 
 def build_parser() -> argparse.ArgumentParser:

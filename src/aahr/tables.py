@@ -48,6 +48,10 @@ class TableError(AahrError):
     """A metrics file a table needs is missing or lacks a protocol."""
 
 
+class MissingProtocol(TableError):
+    """A metrics file lacks a protocol (e.g. extended positives on Flickr30K, which has none)."""
+
+
 def _load(path: Path) -> dict:
     if not path.is_file():
         raise TableError(f"{path}: metrics file not found (run the evaluate stage first)")
@@ -58,7 +62,7 @@ def _prefix(metrics: dict, prefixes: tuple[str, ...], path: Path) -> str:
     for p in prefixes:
         if any(k.startswith(p + "_") for k in metrics):
             return p
-    raise TableError(f"{path}: none of the protocols {', '.join(prefixes)} in it")
+    raise MissingProtocol(f"{path}: none of the protocols {', '.join(prefixes)} in it")
 
 
 def _round(v: float) -> float:
@@ -72,19 +76,28 @@ def metric_paths(results: Path, dataset: str, method: str, seeds: list[int]) -> 
     return [results / dataset / method / f"seed{s}" / "metrics.json" for s in seeds]
 
 
-def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]]) -> tuple[dict, str]:
+def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]],
+              optional: bool = False) -> tuple[dict, str]:
     """Mean (and std with several files) of each column over the files; columns: name -> (prefixes,
-    metric). Returns (cells, the protocol used for the first column)."""
+    metric). Returns (cells, the protocol used for the first column). ``optional``: a column whose
+    protocol the files lack is left empty instead of an error."""
     loaded = [(p, _load(p)) for p in paths]
     values, protocol = {}, None
     for name, (prefixes, key) in columns.items():
         vals = []
         for path, m in loaded:
-            p = _prefix(m, prefixes, path)
+            try:
+                p = _prefix(m, prefixes, path)
+            except MissingProtocol:
+                if not optional:
+                    raise
+                values[name] = ""
+                break
             protocol = protocol or p
             vals.append(float(m[f"{p}_{key}"]))
-        values[name] = _round(statistics.fmean(vals))
-        if len(paths) > 1:
+        else:
+            values[name] = _round(statistics.fmean(vals))
+        if len(paths) > 1 and values[name] != "":
             values[f"{name}_std"] = _round(statistics.stdev(vals))
     return values, protocol
 
@@ -129,7 +142,12 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
         for name, (_, prefixes, columns) in TABLES.items():
             for method in MAIN_ROWS:
                 paths = metric_paths(results, dataset, method, seeds)
-                cells, p = _measured(paths, {c: (prefixes, c) for c in columns})
+                try:
+                    cells, p = _measured(paths, {c: (prefixes, c) for c in columns})
+                except MissingProtocol:
+                    if raw is not None or name != "table3":
+                        raise
+                    continue    # a real dataset without extended positives (Flickr30K; COCO without ECCV)
                 tables[name].append({"dataset": dataset, "protocol": p, "method": method, "source": "measured",
                                      "seeds": "" if method == "zeroshot" else seed_text, **cells})
             if ceiling is not None and name != "table3":
@@ -141,7 +159,8 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
                 tables[name] += reported_rows(name, dataset)
         for method in variants:
             cells, _ = _measured(metric_paths(results, dataset, method, seeds),
-                                 {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS})
+                                 {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS},
+                                 optional=raw is None)
             tables["table4"].append({"dataset": dataset, "method": method, "source": "measured",
                                      "seeds": seed_text, **cells})
     return tables

@@ -69,6 +69,11 @@ def result_dir(dataset, method="{variant}", seed="{seed}"):
     return "/".join(parts)
 
 
+def figures():
+    """The figures (drawn for synth, the dataset with exact positives and images to show)."""
+    return [f"{RESULTS}/figures/ablations.png"] if "synth" in config["datasets"] else []
+
+
 def every_run(dataset, pattern):
     """`pattern` (with {variant} and {seed}) for every variant x seed."""
     return expand(pattern, variant=VARIANTS, seed=SEEDS)
@@ -81,3 +86,42 @@ def precomp(dataset, *names, splits=MATCH_SPLITS):
         for n in names
         for split in (splits if "{split}" in n else [None])
     ]
+
+
+# The real datasets (rules/real.smk).
+wildcard_constraints:
+    dataset="f30k|coco",
+    split="train|dev|test|testall",
+    name=r"(train|dev|test|testall)_(ims\.npy|caps\.txt|ids\.txt)|id_mapping\.json|testall_capids\.txt",
+
+
+def real_precomp(dataset, *names, splits=None):
+    """Files of a real dataset's feature folder; `{split}` expands over train, dev and its test split."""
+    test = config["real"][dataset]["test_split"]
+    return precomp(dataset, *names, splits=splits or ["train", "dev", test])
+
+
+def real_inputs(wildcards):
+    """Every file a real dataset must provide (the ECCV bridge only where it is evaluated)."""
+    d = wildcards.dataset
+    files = real_precomp(d, "{split}_ims.npy", "{split}_caps.txt", "{split}_ids.txt")
+    files += precomp(d, "id_mapping.json")
+    if config["real"][d]["eccv"]:
+        files += precomp(d, "testall_capids.txt")
+    return files
+
+
+def data_root_of(path):
+    """{data_root} of a file {data_root}/{dataset}/precomp/{name}."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(path)))
+
+
+def test_split(wildcards):
+    return config["real"][wildcards.dataset]["test_split"]
+
+
+def image_root(wildcards):
+    """A real dataset's photos (for the global branch): real.{dataset}.image_root or {data_root}/{dataset}/images."""
+    return config["real"][wildcards.dataset]["image_root"] or os.path.join(
+        DATA, wildcards.dataset, "images"
+    )

@@ -11,8 +11,13 @@ rule tables:
             for d in config["datasets"]
             for m in every_run(d, f"{result_dir(d)}/metrics.json")
         ],
-        raw=synth_raw(),
-        code=package_sources("tables.py", "commands/tables.py"),
+        raw=[synth_raw()] if "synth" in config["datasets"] else [],
+        code=package_sources(
+            "tables.py",
+            "commands/tables.py",
+            "reference/paper_results.csv",
+            "reference/eccv_results.csv",
+        ),
     output:
         expand(f"{RESULTS}/table{{n}}.{{ext}}", n=[1, 2, 3, 4], ext=["csv", "md"]),
     log:

@@ -27,7 +27,7 @@ def add_location_arguments(p: argparse.ArgumentParser) -> None:
     """Where runs and their data are (shared with aahr compare)."""
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--dataset", default="synth", choices=("synth", "f30k", "coco"), help="dataset (default: synth)")
-    p.add_argument("--seed", type=int, default=None, help="run seed (default: seed in params)")
+    p.add_argument("--seed", type=int, default=None, help="run seed (default: the first of seeds in params)")
     p.add_argument("--split", default="test", help="gallery split (default: test)")
     p.add_argument("--features", default=None, help="precomp folder (default: {data_root}/{dataset}/precomp)")
     p.add_argument("--raw", default=None,
@@ -94,7 +94,7 @@ def resolve_run(name: str, params: dict | None, args: argparse.Namespace) -> Pat
     if path.exists():
         return path
     if params is not None and name in params["variants"]:
-        seed = args.seed if args.seed is not None else params["seed"]
+        seed = args.seed if args.seed is not None else params["seeds"][0]
         return paths.run_dir(params, args.dataset, name, seed)
     if params is not None and "/" not in name and not name.endswith(".pt"):
         raise SearchError(f"{name}: neither a run folder nor a variant of {args.params} "
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run is not None:
         run_path = Path(args.run)
     elif args.variant in where.params["variants"]:
-        seed = args.seed if args.seed is not None else where.params["seed"]
+        seed = args.seed if args.seed is not None else where.params["seeds"][0]
         run_path = paths.run_dir(where.params, args.dataset, args.variant, seed)
     else:
         raise SearchError(f"--variant {args.variant}: not a variant of {args.params} "
