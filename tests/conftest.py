@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,24 @@ import pytest
 from aahr.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def copy_project(dst: Path, *files: str) -> Path:
+    """A copy of the workflow and its inputs (plus ``files``), so that DAG tests never touch the
+    checkout's data/, results/ or .snakemake/."""
+    for name in ("workflow", "src", "tests/configs"):
+        shutil.copytree(ROOT / name, dst / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("params.yaml", "environment.yml", *files):
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, dst / name)
+    return dst
+
+
+def venv_env(**extra: str) -> dict:
+    """The environment with this interpreter's bin folder (snakemake, aahr, dvc) first on PATH."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra)
 
 
 def tiny_params_dict() -> dict:

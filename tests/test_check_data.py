@@ -80,7 +80,7 @@ def test_valid_coco_passes_and_reports_an_eccv_subset(coco_base, capsys):
     assert report.summary["convention"] == "coco/precomp" and report.summary["regions"] == 36
 
 
-def test_coco_id_mapping_is_optional_but_checked_when_present(coco_base, tmp_path):
+def test_coco_id_mapping_is_checked_and_required(coco_base, tmp_path):
     root = _copy(coco_base, tmp_path)
     mapping_file = root / "coco" / "precomp" / "id_mapping.json"
     mapping = json.loads(mapping_file.read_text())
@@ -90,7 +90,9 @@ def test_coco_id_mapping_is_optional_but_checked_when_present(coco_base, tmp_pat
     assert problem.startswith(f"{mapping_file}: no entry for 1 image id of ")
     mapping_file.unlink()
     report = validate_dataset(root, "coco")
-    assert report.ok and report.summary["id_mapping"] is False
+    assert not report.ok and report.summary["id_mapping"] is False
+    assert report.problems == [f"{mapping_file}: file not found (the global branch needs it to find each id's "
+                               "photo; it is in the VSE-infinity / PCME++ annotation bundles: aahr download)"]
 
 
 def test_fixture_testall_uses_real_spread_eccv_ids_in_package_order(coco_base):
@@ -269,7 +271,7 @@ def mapping_invalid_json(f):
 
 def mapping_absent(f):
     (f / "id_mapping.json").unlink()
-    return "id_mapping.json", ["id_mapping.json: file not found (Flickr30K needs it"]
+    return "id_mapping.json", ["id_mapping.json: file not found (the global branch needs it"]
 
 
 def capids_wrong_order(f):

@@ -8,18 +8,14 @@ variant's stages.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT, copy_project, venv_env
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
@@ -34,9 +30,8 @@ def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 900) -> str:
 def env(tmp_path_factory) -> dict:
     """HOME in a temporary folder: the default remote (~/.cache/aahr/dvc-storage) lands there."""
     home = tmp_path_factory.mktemp("home")
-    return dict(os.environ, HOME=str(home), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-                DVC_NO_ANALYTICS="1")
+    return venv_env(HOME=str(home), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+                    DVC_NO_ANALYTICS="1")
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +39,8 @@ def repo(tmp_path_factory, env) -> Path:
     """A git repository holding the project with the tiny config as its params.yaml (one seed, three
     variants), after
     `dvc repro` and `dvc push`, with dvc.lock committed."""
-    dst = tmp_path_factory.mktemp("dvc") / "project"
-    for name in ("workflow", "src", "tests/configs"):
-        shutil.copytree(ROOT / name, dst / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore", "environment.yml", ".dvc/config", ".dvc/.gitignore"):
-        (dst / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, dst / name)
+    dst = copy_project(tmp_path_factory.mktemp("dvc") / "project", "dvc.yaml", ".dvcignore", ".dvc/config",
+                       ".dvc/.gitignore")
     ignore = [line for line in (ROOT / ".gitignore").read_text().splitlines() if "tiny" not in line]
     (dst / ".gitignore").write_text("\n".join(ignore) + "\n")   # the project's, less its tiny-run lines
     params = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT, copy_project, venv_env
 from real_fixtures import make_coco, make_f30k
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
@@ -51,12 +48,7 @@ def _random_openclip(path: Path, model: str = "ViT-S-32") -> Path:
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """The project copy after `snakemake ... table1-3` on the tiny real-format datasets."""
-    project = tmp_path_factory.mktemp("real") / "project"
-    for name in ("workflow", "src", "tests/configs"):
-        shutil.copytree(ROOT / name, project / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("params.yaml", "environment.yml"):
-        shutil.copy(ROOT / name, project / name)
+    project = copy_project(tmp_path_factory.mktemp("real") / "project")
     data = project / "data" / "real"
     make_f30k(data)
     make_coco(data)
@@ -71,7 +63,7 @@ def real_run(tmp_path_factory):
     params["losses"]["moco"]["queue_size"] = 16
     # The project's params.yaml itself: a --configfile is merged into it, which cannot drop variants.
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    env = venv_env(HF_HUB_OFFLINE="1")
     targets = [f"results/real/table{n}.csv" for n in (1, 2, 3)]
     proc = subprocess.run([str(BIN / "snakemake"), *targets, "--cores", "2"],
                           cwd=project, env=env, capture_output=True, text=True, timeout=1200)
@@ -119,7 +111,7 @@ def test_check_data_stops_the_dag_on_a_broken_dataset(real_run, tmp_path):
     caps = real_run / "data/real/f30k/precomp/dev_caps.txt"
     lines = caps.read_text().splitlines()
     caps.write_text("\n".join(lines[:-1]) + "\n")                 # 4 captions for the last image
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = venv_env()
     proc = subprocess.run([str(BIN / "snakemake"), "results/real/f30k/check_data.json", "--cores", "1"],
                           cwd=real_run, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT, copy_project
 
-BIN = Path(sys.executable).parent
 SCRIPTS = ROOT / "tests" / "slurm"
 PROFILE = "workflow/profiles/slurm"
 RUN_TIMEOUT = 900  # seconds, per snakemake run; the module takes about 2 minutes on 2 CPUs
@@ -57,13 +55,7 @@ def slurm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A copy of the workflow and its inputs (as in test_workflow.py): runs never touch the checkout."""
-    dst = tmp_path_factory.mktemp("slurm-project")
-    for name in ("workflow", "src", "tests/configs"):
-        shutil.copytree(ROOT / name, dst / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("params.yaml", "environment.yml"):
-        shutil.copy(ROOT / name, dst / name)
-    return dst
+    return copy_project(tmp_path_factory.mktemp("slurm-project"))
 
 
 def _env(slurm_conf: str) -> dict:

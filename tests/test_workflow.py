@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,39 +15,28 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, copy_project, venv_env
 
-BIN = Path(sys.executable).parent
 VARIANTS = ("aahr", "no_gnn", "no_proto", "no_moco", "no_global", "gpo")
 SEEDS = (0, 1)  # tests/configs/tiny.yaml
-
-
-def _env():
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A copy of the workflow and its inputs, so runs never touch the checkout's data/ or .snakemake/."""
-    dst = tmp_path_factory.mktemp("project")
-    for name in ("workflow", "src", "tests/configs"):
-        shutil.copytree(ROOT / name, dst / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("params.yaml", "environment.yml"):
-        shutil.copy(ROOT / name, dst / name)
-    return dst
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", "tests/configs/tiny.yaml",
-                           *args], cwd=project, env=_env(), capture_output=True, text=True, timeout=900)
+                           *args], cwd=project, env=venv_env(), capture_output=True, text=True, timeout=900)
 
 
 def test_lint_and_format_are_clean(project):
-    lint = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=project, env=_env(), capture_output=True,
+    lint = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=project, env=venv_env(), capture_output=True,
                           text=True)
     assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=project, env=_env(),
+    fmt = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=project, env=venv_env(),
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
 
@@ -93,7 +79,7 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     for name in ("training_curves", "recall_at_k", "ablations", "qualitative"):
         assert (project / f"results/tiny/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
-                             env=_env(), capture_output=True, text=True)
+                             env=venv_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
     for what in ("synth dataset: data/tiny/synth/raw", "region features:", "global branch:",
                  "zero-shot global branch: results/tiny/synth/zeroshot/metrics.json",
@@ -102,6 +88,13 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     second = snakemake(project)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+    # Rerunning one ablation reruns only its training and evaluation (and what reads them).
+    one = snakemake(project, "--dry-run", "--forcerun", "train_synth", "--",
+                    "results/tiny/synth/no_moco/seed0/metrics.json")
+    assert one.returncode == 0, one.stderr[-3000:]
+    planned = [line.split()[-1].rstrip(":") for line in one.stdout.splitlines() if line.startswith(("rule ", "localrule "))]
+    assert sorted(planned) == ["evaluate_synth", "train_synth"], one.stdout[-3000:]
+    assert "no_moco" in one.stdout and "variant=aahr" not in one.stdout
 
 
 def test_the_report_holds_the_figures(project):
@@ -147,7 +140,7 @@ def test_a_killed_training_job_resumes_from_its_last_epoch(project, tmp_path):
     run = project / "data/tiny/synth/runs/gpo/seed7"
     cmd = [str(BIN / "snakemake"), str(run.relative_to(project) / "best.pt"), "--cores", "2", "--configfile", "kill.yaml"]
     out = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(cmd, cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=project, env=venv_env(), stdout=out, stderr=subprocess.STDOUT)
     epoch, deadline = 0, time.monotonic() + 600
     try:
         while proc.poll() is None and time.monotonic() < deadline and epoch < 2:
@@ -162,9 +155,9 @@ def test_a_killed_training_job_resumes_from_its_last_epoch(project, tmp_path):
     assert not (run / "metrics.json").exists()
 
     # What a user does (README, "If a run dies"): unlock the folder Snakemake had locked, run again.
-    unlock = subprocess.run([*cmd, "--unlock"], cwd=project, env=_env(), capture_output=True, text=True)
+    unlock = subprocess.run([*cmd, "--unlock"], cwd=project, env=venv_env(), capture_output=True, text=True)
     assert unlock.returncode == 0, unlock.stderr[-3000:]
-    again = subprocess.run(cmd, cwd=project, env=_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=project, env=venv_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     log = (project / "results/tiny/logs/train_synth_gpo_seed7.log").read_text()
     assert "Resuming from epoch" in log, log
@@ -174,7 +167,7 @@ def test_a_killed_training_job_resumes_from_its_last_epoch(project, tmp_path):
     ref = tmp_path / "ref"
     subprocess.run([str(BIN / "aahr"), "train", "--params", ".snakemake/aahr-params.yaml", "--variant", "gpo",
                     "--seed", "7", "--features", "data/tiny/synth/precomp", "--captions", "data/tiny/synth/raw",
-                    "--out", str(ref), "--quiet"], cwd=project, env=_env(), check=True, timeout=600)
+                    "--out", str(ref), "--quiet"], cwd=project, env=venv_env(), check=True, timeout=600)
     assert json.loads((run / "metrics.json").read_text()) == pytest.approx(
         json.loads((ref / "metrics.json").read_text()), rel=1e-6)
     ours, theirs = ((r / "log.jsonl").read_text().splitlines() for r in (run, ref))

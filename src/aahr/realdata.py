@@ -6,7 +6,7 @@ PCME++, AAHR) or ``{data_root}/{dataset}_precomp/`` (SCAN, HREM), per split:
     {split}_ims.npy      float32 (N, K, D) region features (K = 36, D = 2048 for the real data)
     {split}_caps.txt     5 N captions, 5 consecutive lines per image (caption i is image i // 5's)
     {split}_ids.txt      N image ids (integers, unique within the split)
-    id_mapping.json      {image id: image file relative to the image root}; f30k needs it
+    id_mapping.json      {image id: image file relative to the image root}; the global branch needs it
     testall_capids.txt   coco only: 5 N COCO caption ids of testall (the bridge to ECCV Caption)
 
 :func:`validate_dataset` checks all of it and collects every problem (each names the file and, for
@@ -72,7 +72,7 @@ _FILES = {
         ("testall_ims.npy", "~1.5 GB, float32 (5000, 36, 2048), the COCO 5K test"),
         ("testall_caps.txt, testall_ids.txt", "25,000 captions / 5,000 COCO image ids"),
         ("testall_capids.txt", "25,000 COCO caption ids: the bridge to ECCV Caption"),
-        ("id_mapping.json", "optional: image id -> COCO file, for the global branch"),
+        ("id_mapping.json", "image id -> COCO file (train2014/..., val2014/...): the global branch needs it"),
     ],
 }
 _SOURCES = {
@@ -126,8 +126,7 @@ def required_files(dataset: str, splits=None) -> list[str]:
         names += [f"{s}_ims.npy", f"{s}_caps.txt", f"{s}_ids.txt"]
     if dataset == "coco" and ECCV_SPLIT in _splits(dataset, splits):
         names.append(f"{ECCV_SPLIT}_capids.txt")
-    if dataset == "f30k":
-        names.append("id_mapping.json")
+    names.append("id_mapping.json")   # the global branch finds each id's photo through it
     return names
 
 
@@ -327,9 +326,10 @@ def _scan_values(path: Path, array: np.ndarray, ids: list | None, progress: bool
 def _read_mapping(folder: Path, dataset: str, problems: list[str]) -> dict | None:
     path = folder / "id_mapping.json"
     if not path.is_file():
-        if dataset == "f30k":
-            problems.append(f"{path}: file not found (Flickr30K needs it to find each id's image for the "
-                            f"global branch; it is in the VSE-infinity data package: aahr download)")
+        where = ("the VSE-infinity data package" if dataset == "f30k"
+                 else "the VSE-infinity / PCME++ annotation bundles")
+        problems.append(f"{path}: file not found (the global branch needs it to find each id's photo; "
+                        f"it is in {where}: aahr download)")
         return None
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))

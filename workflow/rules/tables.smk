@@ -26,6 +26,8 @@ rule tables:
         ENV
     params:
         file=params_file(),
+        seeds=config["seeds"],
+        variants=VARIANTS,
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "aahr tables --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
