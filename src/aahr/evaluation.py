@@ -455,7 +455,7 @@ def ranked_results(sims, top: int = 10, captions_per_image: int = CAPTIONS_PER_I
 
     Returns ``i2t_rank`` (N,) and ``t2i_rank`` (cpi N,): the 0-based ranks of :func:`retrieval_ranks`;
     ``i2t_top`` (N, top) caption columns and ``t2i_top`` (cpi N, top) image rows, by decreasing score
-    (ties by index). A 5K x 25K float32 matrix is 477 MB; these arrays are about 1.5 MB.
+    (ties by index). A 5K x 25K float32 matrix is 477 MB; these arrays are 2.6 MB (0.7 MB compressed).
     """
     sims = check_sims(sims, captions_per_image)
     i2t, t2i = _ranks(sims, captions_per_image)
