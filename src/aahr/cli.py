@@ -13,10 +13,10 @@ import sys
 from aahr import __version__
 from aahr.errors import AahrError
 
-# Subcommands in pipeline order.
-COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary"]
-COMMANDS += ["search", "compare"]  # using a trained model (not pipeline stages)
-COMMANDS += ["download", "check-data"]  # the real datasets: locate and validate them (not stages)
+# Subcommands: the pipeline's stages in order, then using a trained model, then locating and
+# validating the real datasets.
+COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary",
+            "search", "compare", "download", "check-data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from aahr.errors import AahrError
+from aahr.paths import find_precomp, precomp_candidates
 
 CAPTIONS_PER_IMAGE = 5
 FEATURE_DIM = 2048
@@ -107,15 +108,13 @@ def _known(dataset: str) -> None:
 
 def locate(data_root: str | Path, dataset: str) -> tuple[Path | None, str | None]:
     """(precomp folder, convention) where convention is ``"{dataset}/precomp"`` or
-    ``"{dataset}_precomp"``; (None, None) if neither folder exists. Same rule as
-    aahr.training.data.dataset_folders: the nested folder wins when both exist."""
-    root = Path(data_root)
-    nested, flat = root / dataset / "precomp", root / f"{dataset}_precomp"
-    if nested.is_dir():
-        return nested, f"{dataset}/precomp"
-    if flat.is_dir():
-        return flat, f"{dataset}_precomp"
-    return None, None
+    ``"{dataset}_precomp"``; (None, None) if neither folder exists (aahr.paths.find_precomp, the
+    rule training uses too: the nested folder wins when both exist)."""
+    folder = find_precomp(data_root, dataset)
+    if folder is None:
+        return None, None
+    return folder, (f"{dataset}/precomp" if folder == precomp_candidates(data_root, dataset)[0]
+                    else f"{dataset}_precomp")
 
 
 def required_files(dataset: str, splits=None) -> list[str]:
@@ -538,7 +537,7 @@ def locate_or_link(data_root: str | Path, dataset: str, splits=None) -> str:
     """
     _known(dataset)
     root = Path(data_root)
-    nested, flat = root / dataset / "precomp", root / f"{dataset}_precomp"
+    nested, flat = precomp_candidates(root, dataset)
     check = f"validate it with: aahr check-data --dataset {dataset} --data-root {root}"
     if nested.is_dir() and not _missing(nested, dataset, splits):
         how = f" (a link to {os.readlink(nested)})" if nested.is_symlink() else ""

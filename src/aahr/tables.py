@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from aahr.errors import AahrError
+from aahr.paths import results_folder
 
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 EXTENDED = ("i2t_map_at_r", "i2t_r_precision", "i2t_r1", "t2i_map_at_r", "t2i_r_precision", "t2i_r1")
@@ -72,8 +73,8 @@ def _round(v: float) -> float:
 def metric_paths(results: Path, dataset: str, method: str, seeds: list[int]) -> list[Path]:
     """The metrics files of one table row: the zero-shot row has one, a trained method one per seed."""
     if method == "zeroshot":
-        return [results / dataset / method / "metrics.json"]
-    return [results / dataset / method / f"seed{s}" / "metrics.json" for s in seeds]
+        return [results_folder(results, dataset, method) / "metrics.json"]
+    return [results_folder(results, dataset, method, s) / "metrics.json" for s in seeds]
 
 
 def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]],
@@ -84,20 +85,17 @@ def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]]
     loaded = [(p, _load(p)) for p in paths]
     values, protocol = {}, None
     for name, (prefixes, key) in columns.items():
-        vals = []
-        for path, m in loaded:
-            try:
-                p = _prefix(m, prefixes, path)
-            except MissingProtocol:
-                if not optional:
-                    raise
-                values[name] = ""
-                break
-            protocol = protocol or p
-            vals.append(float(m[f"{p}_{key}"]))
-        else:
-            values[name] = _round(statistics.fmean(vals))
-        if len(paths) > 1 and values[name] != "":
+        try:
+            found = [(_prefix(m, prefixes, path), m) for path, m in loaded]
+        except MissingProtocol:
+            if not optional:
+                raise
+            values[name] = ""
+            continue
+        protocol = protocol or found[0][0]
+        vals = [float(m[f"{p}_{key}"]) for p, m in found]
+        values[name] = _round(statistics.fmean(vals))
+        if len(vals) > 1:
             values[f"{name}_std"] = _round(statistics.stdev(vals))
     return values, protocol
 

@@ -138,11 +138,11 @@ rule train_real:
 rule evaluate_real:
     input:
         best=f"{run_dir('{dataset}')}/best.pt",
+        ids=lambda w: precomp(w.dataset, "{split}_ids.txt", splits=[test_split(w)]),
         features=lambda w: precomp(
             w.dataset,
             "{split}_ims.npy",
             "{split}_caps.txt",
-            "{split}_ids.txt",
             "{split}_global_img.npy",
             "{split}_global_txt.npy",
             splits=[test_split(w)],
@@ -168,7 +168,7 @@ rule evaluate_real:
         features=lambda w, input: os.path.dirname(input.features[0]),
         out=lambda w, output: os.path.dirname(output.metrics),
         eccv=lambda w, input: (
-            f"--image-ids {input.features[2]} --caption-ids {input.eccv[0]}"
+            f"--image-ids {input.ids} --caption-ids {input.eccv[0]}"
             if input.eccv
             else ""
         ),

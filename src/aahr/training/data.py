@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from aahr.data import DataError, read_captions
+from aahr.paths import find_precomp, precomp_candidates
 from aahr.features.store import load_global, load_regions
 
 CAPTIONS_PER_IMAGE = 5
@@ -35,9 +36,7 @@ def dataset_folders(data_root: str | Path, dataset: str, features: str | Path | 
     else ``{root}/{dataset}/raw``."""
     root = Path(data_root)
     if features is None:
-        features = root / dataset / "precomp"
-        if not features.is_dir() and (root / f"{dataset}_precomp").is_dir():
-            features = root / f"{dataset}_precomp"
+        features = find_precomp(root, dataset) or precomp_candidates(root, dataset)[0]
     features = Path(features)
     if captions is None:
         captions = features if (features / "train_caps.txt").is_file() else root / dataset / "raw"
