@@ -1,5 +1,10 @@
-"""Benchmark: seconds per training step of AAHR variants (the training-time cost of the extra modules)
-and the dense batch GCN against torch-geometric's GCNConv on the same relation graph.
+"""Benchmark: seconds per training step of AAHR variants (the training-time cost of the extra modules),
+a per-module profile of one step, and the dense batch GCN against torch-geometric's GCNConv.
+
+Writes results/benchmarks/train_step.json: ``{variant: seconds per step, ...}`` at the top level, the
+ratios to ``gpo`` under ``"ratio_to_gpo"`` and, under ``"profile"``, per variant, the seconds each part
+of a step takes (forward and backward of every encoder part and training-only module, each loss term,
+the momentum update, the optimizer step), measured by hooks on one step at a time (median of the steps).
 
 A step is what ``aahr train`` does per batch: encode, losses, backward, gradient clipping, AdamW.
 Every module is timed in its active state: the step counter is past every warm-up and the momentum
@@ -7,14 +12,17 @@ queues are pre-filled (with random unit keys), so the relation, prototype and Mo
 Features: ``{features}/train_ims.npy`` and, if present, the global embeddings (else random unit
 vectors of ``global_branch.dim``); captions ``{captions}/train_caps.txt``.
 
-Usage: python bench/bench_train_step.py [--variants aahr gpo] [--steps 10] [--batch 128] [--threads 0]
+Usage: python bench/bench_train_step.py [--variants gpo aahr no_gnn] [--steps 8] [--batch 128] [--threads 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +50,101 @@ def load_train(params: dict, features: Path, captions: Path) -> Split:
     return Split("train", regions, caps, g_img, g_txt)
 
 
-def time_variant(params: dict, variant: str, split: Split, steps: int, batch: int) -> list[float]:
+# The parts of a step the profile names (module paths in the model; absent ones are skipped).
+PARTS = {
+    "image.project": "image: region projection",
+    "image.head.transformer": "image: fragment Transformer",
+    "image.head.maxk": "image: MaxK",
+    "image.head.attention": "image: attention pooling",
+    "image.head.gpo": "image: GPO pooling",
+    "image.head.global_proj": "image: global projection",
+    "image.head.fusion": "image: gated fusion",
+    "text.backbone": "text: backbone (BiGRU / BERT)",
+    "text.head.transformer": "text: fragment Transformer",
+    "text.head.maxk": "text: MaxK",
+    "text.head.attention": "text: attention pooling",
+    "text.head.gpo": "text: GPO pooling",
+    "text.head.global_proj": "text: global projection",
+    "text.head.fusion": "text: gated fusion",
+    "momentum.image": "moco: momentum image encoder (forward)",
+    "momentum.text": "moco: momentum text encoder (forward)",
+    "relation": "relation: graph + GNN",
+}
+
+
+class Profile:
+    """Wall-clock seconds per named part of a step (CPU: every op is synchronous)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._open: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t
+
+    def hook(self, model: torch.nn.Module) -> list:
+        handles = []
+        modules = dict(model.named_modules())
+        for path, label in PARTS.items():
+            m = modules.get(path)
+            if m is None:
+                continue
+
+            def pre(_m, _i, label=label):
+                self._open[label] = time.perf_counter()
+
+            def post(_m, _i, _o, label=label):
+                self.seconds[f"{label} [forward]"] += time.perf_counter() - self._open.pop(label)
+
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+            if not path.startswith("momentum"):
+                def bpre(_m, _g, label=label):
+                    self._open[label + "/b"] = time.perf_counter()
+
+                def bpost(_m, _gi, _go, label=label):
+                    t0 = self._open.pop(label + "/b", None)
+                    if t0 is not None:
+                        self.seconds[f"{label} [backward]"] += time.perf_counter() - t0
+
+                handles += [m.register_full_backward_pre_hook(bpre), m.register_full_backward_hook(bpost)]
+        return handles
+
+
+@contextmanager
+def timed_functions(profile: Profile):
+    """Time the loss functions the model calls (patched in aahr.model.aahr's namespace)."""
+    import aahr.model.aahr as mod
+    from aahr.model.prototypes import Prototypes
+
+    saved = {n: getattr(mod, n) for n in ("triplet_loss", "masked_info_nce")}
+    saved_proto = Prototypes.loss
+
+    def wrap(fn, label):
+        def timed(*a, **k):
+            with profile.part(label):
+                return fn(*a, **k)
+        return timed
+
+    mod.triplet_loss = wrap(saved["triplet_loss"], "loss: triplet terms (base + relation's three)")
+    mod.masked_info_nce = wrap(saved["masked_info_nce"], "loss: MoCo InfoNCE")
+    Prototypes.loss = wrap(saved_proto, "loss: prototypes (Sinkhorn + swapped prediction)")
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(mod, n, f)
+        Prototypes.loss = saved_proto
+
+
+def time_variant(params: dict, variant: str, split: Split, steps: int, batch: int,
+                 profile: bool = False) -> tuple[list[float], dict[str, float]]:
+    """(seconds of each step, median seconds per profiled part). Profiling hooks slow a step a
+    little, so the step times come from separate, unhooked steps."""
     torch.manual_seed(0)
     params = {**params, "train": {**params["train"], "batch_size": batch}}
     model = build_model(params, variant, split.regions.shape[2], split.global_img.shape[1],
@@ -58,20 +160,39 @@ def time_variant(params: dict, variant: str, split: Split, steps: int, batch: in
     sampler = GlobalBatchSampler(len(data), batch, 0)
     batches = iter(sampler)
     model.train()
-    times = []
-    for i in range(steps + 2):
+
+    def step(prof: Profile | None) -> float:
         b = data.collate(next(batches))
+        p = prof or Profile()
         t = time.perf_counter()
-        out = model(b)
-        terms = model.loss_terms(out, 10 ** 9, 10 ** 3, len(sampler))
+        with p.part("forward (encoders + momentum keys)"):
+            out = model(b)
+        with p.part("loss terms (total)"):
+            terms = model.loss_terms(out, 10 ** 9, 10 ** 3, len(sampler))
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, params["train"]["grad_clip"])
-        opt.step()
-        if i >= 2:                      # two warm-up steps (allocator, lazy init)
-            times.append(time.perf_counter() - t)
-    return times
+        with p.part("backward (total)"):
+            loss.backward()
+        with p.part("gradient clipping + AdamW"):
+            torch.nn.utils.clip_grad_norm_(trainable, params["train"]["grad_clip"])
+            opt.step()
+        return time.perf_counter() - t
+
+    times = [step(None) for _ in range(steps + 2)][2:]      # two warm-up steps (allocator, lazy init)
+    parts: dict[str, float] = {}
+    if profile:
+        runs = []
+        for _ in range(max(3, steps // 2)):
+            prof = Profile()
+            handles = prof.hook(model)
+            with timed_functions(prof):
+                step(prof)
+            for h in handles:
+                h.remove()
+            runs.append(dict(prof.seconds))
+        keys = sorted({k for r in runs for k in r})
+        parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
+    return times, parts
 
 
 def time_gcn(nodes: int, dim: int, repeats: int) -> dict:
@@ -84,7 +205,7 @@ def time_gcn(nodes: int, dim: int, repeats: int) -> dict:
     a = a * top_share(a, 0.5)
     a.fill_diagonal_(1.0)
     dense = DenseGCN(dim, dropout=0.0)
-    out = {}
+    out = {"nodes": nodes}
     t = time.perf_counter()
     for _ in range(repeats):
         dense.propagate(x, a).sum().backward()
@@ -93,7 +214,7 @@ def time_gcn(nodes: int, dim: int, repeats: int) -> dict:
         from torch_geometric.nn import GCNConv
     except ImportError:
         return out
-    conv = GCNConv(dim, dim, add_self_loops=False, normalize=True)
+    conv = GCNConv(dim, dim, add_self_loops=False, normalize=False)
     tgt, src = a.nonzero(as_tuple=True)                 # row i aggregates from column j: edge j -> i
     edge_index, weight = torch.stack([src, tgt]), a[tgt, src]
     t = time.perf_counter()
@@ -107,12 +228,14 @@ def time_gcn(nodes: int, dim: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--variants", nargs="+", default=["aahr", "gpo"])
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--variants", nargs="+", default=["gpo", "aahr", "no_gnn"])
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=None, help="default: train.batch_size")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--features", default=None)
     ap.add_argument("--captions", default=None)
+    ap.add_argument("--no-profile", action="store_true", help="step times only")
+    ap.add_argument("--out", default="results/benchmarks/train_step.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,17 +245,37 @@ def main() -> None:
     split = load_train(params, features, captions)
     print(f"torch threads {torch.get_num_threads()}, batch {batch}, regions {split.regions.shape[1:]}, "
           f"text {params['text']['backbone']}, embed {params['model']['embed_size']}")
-    results = {}
+    results: dict = {}
+    profiles = {}
     for v in args.variants:
-        t = time_variant(params, v, split, args.steps, batch)
+        t, parts = time_variant(params, v, split, args.steps, batch, profile=not args.no_profile)
         results[v] = statistics.median(t)
-        print(f"{v:10s} {statistics.median(t):.3f} s/step median ({statistics.mean(t):.3f} mean, {len(t)} steps)")
+        profiles[v] = parts
+        print(f"{v:10s} {results[v]:.3f} s/step median ({statistics.mean(t):.3f} mean, {len(t)} steps)")
     if "gpo" in results:
-        for v, s in results.items():
+        results["ratio_to_gpo"] = {v: results[v] / results["gpo"] for v in args.variants}
+        for v in args.variants:
             if v != "gpo":
-                print(f"{v} / gpo = {s / results['gpo']:.2f}x")
-    g = time_gcn(2 * batch, params["model"]["embed_size"], 20)
-    print("relation GCN layer, forward+backward on", 2 * batch, "nodes:", g)
+                print(f"{v} / gpo = {results['ratio_to_gpo'][v]:.2f}x")
+    for v, parts in profiles.items():
+        if not parts:
+            continue
+        total = sum(x for k, x in parts.items() if k in ("forward (encoders + momentum keys)", "loss terms (total)",
+                                                          "backward (total)", "gradient clipping + AdamW"))
+        print(f"\nprofile of one {v} step ({total:.3f} s hooked; parts nest: [forward]/[backward] lie inside the totals)")
+        for k, x in sorted(parts.items(), key=lambda kv: -kv[1]):
+            print(f"  {x * 1000:8.1f} ms  {100 * x / total:5.1f}%  {k}")
+    results["profile"] = profiles
+    results["gcn"] = time_gcn(2 * batch, params["model"]["embed_size"], 20)
+    results["setup"] = {"batch": batch, "threads": torch.get_num_threads(), "steps": args.steps,
+                        "embed": params["model"]["embed_size"], "text": params["text"]["backbone"]}
+    print("relation GCN layer, forward+backward:", results["gcn"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(out)
+    print(out)
 
 
 if __name__ == "__main__":

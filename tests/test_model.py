@@ -15,8 +15,8 @@ from aahr.model.losses import distance_weights, triplet_loss
 from aahr.model.moco import KeyQueue, MomentumEncoders, masked_info_nce
 from aahr.model.pooling import AttentionPooling, GPOPooling, MaxKPooling
 from aahr.model.prototypes import Prototypes, sinkhorn
-from aahr.model.relation import (DenseGCN, fine_grained_similarity, intra_correlation, normalized_adjacency,
-                                 top_share)
+from aahr.model.fusion import GlobalProjection
+from aahr.model.relation import DenseGCN, RelationGraph, fine_grained_similarity, intra_correlation, top_share
 
 from tiny_features import GLOBAL_DIM, REGION_DIM, REGIONS, tiny_train_params
 
@@ -320,16 +320,14 @@ def test_fine_grained_similarity_hand_case_ignores_padding():
     assert i2t.item() == pytest.approx(by_regions.max(0).mean(), rel=1e-5)
 
 
-def test_dense_gcn_equals_torch_geometric_gcnconv():
+def test_dense_gcn_equals_torch_geometric_gcnconv_without_normalisation():
     gnn = pytest.importorskip("torch_geometric.nn")
     torch.manual_seed(0)
     n, d = 10, 6
-    a = torch.rand(n, n)
-    a = a * top_share(a, 0.5)
-    a.fill_diagonal_(1.0)
+    a = torch.rand(n, n)                                               # dense, as the authors' relevance
     x = torch.randn(n, d)
     dense = DenseGCN(d, dropout=0.0)
-    conv = gnn.GCNConv(d, d, add_self_loops=False, normalize=True)
+    conv = gnn.GCNConv(d, d, add_self_loops=False, normalize=False)
     with torch.no_grad():
         conv.lin.weight.copy_(dense.linear.weight)
         conv.bias.copy_(torch.randn(d))
@@ -337,7 +335,68 @@ def test_dense_gcn_equals_torch_geometric_gcnconv():
     tgt, src = a.nonzero(as_tuple=True)                                # row i aggregates from j: edge j -> i
     ref = conv(x, torch.stack([src, tgt]), a[tgt, src])
     assert torch.allclose(dense.propagate(x, a), ref, atol=1e-5)
-    assert torch.allclose(normalized_adjacency(a).sum(), normalized_adjacency(a).T.sum())
+
+
+def test_dense_gcn_hand_case_is_the_unnormalised_dense_product():
+    gcn = DenseGCN(2, dropout=0.0, slope=0.2)
+    with torch.no_grad():
+        gcn.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+        gcn.bias.copy_(torch.tensor([0.5, 0.0]))
+    a = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
+    h = torch.tensor([[1.0, 1.0], [2.0, 0.5]])
+    # A (h W^T) + b = [[1*1 + 2*2, -(1*1 + 2*0.5)], [3*2, -(3*0.5)]] + [0.5, 0]
+    expected = torch.tensor([[5.5, -2.0 * 0.2], [6.5, -1.5 * 0.2]])   # LeakyReLU(0.2) on the negatives
+    assert torch.allclose(gcn(h, a), expected)
+    assert torch.equal(gcn.bias.data, torch.tensor([0.5, 0.0])) and DenseGCN(4).bias.abs().sum() == 0
+
+
+def test_relation_gcns_use_the_dense_matrix_and_add_the_normalised_joint_output():
+    torch.manual_seed(0)
+    b, e = 4, 8
+    rel = RelationGraph(e, heads=2, ff=8, dropout=0.0, gcn_dropout=0.0).eval()
+    v_hat, t_hat = l2n(torch.randn(b, e)), l2n(torch.randn(b, e))
+    frags, mask = torch.randn(b, 3, e), torch.ones(b, 3, dtype=torch.bool)
+    seen = {}
+    rel.transformer.register_forward_pre_hook(lambda _m, args: seen.setdefault("h", args[0][0].detach()))
+    health = {}
+    rel(v_hat, t_hat, frags, mask, frags, mask, health)
+    a, c = rel.adjacency(v_hat, t_hat, frags, mask, frags, mask)
+    x = torch.cat([v_hat, t_hat])
+    h = torch.cat([rel.image_gcn(x[:b], a[:b, :b]), rel.text_gcn(x[b:], a[b:, b:])])
+    expected = l2n(rel.joint_gcn(h, a)) + x                            # no top-share mask, no D^-1/2 A D^-1/2
+    assert torch.allclose(seen["h"], expected, atol=1e-5)
+    assert health["graph_density"] == pytest.approx(float(c.float().mean()))
+
+
+def test_attention_pooling_heads_are_independent_full_width_and_averaged():
+    torch.manual_seed(0)
+    e, h = 6, 3
+    pool = AttentionPooling(e, h, mask_padding=True)
+    x, query = torch.randn(2, 4, e), torch.randn(2, e)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    out = pool(x, mask, query)
+    # by hand: head j has its own full-width Q_j, K_j, V_j; cosine over all e dims; outputs averaged
+    wq, bq = pool.q.weight.view(h, e, e), pool.q.bias.view(h, e)
+    wk, bk = pool.k.weight.view(h, e, e), pool.k.bias.view(h, e)
+    heads = []
+    for j in range(h):
+        q = query @ wq[j].T + bq[j]                                     # 2 x e
+        k = x @ wk[j].T + bk[j]                                         # 2 x 4 x e
+        v = x @ pool.v_weight[j].T + pool.v_bias[j]                     # 2 x 4 x e
+        score = torch.nn.functional.cosine_similarity(k, q[:, None], dim=-1).masked_fill(~mask, -torch.inf)
+        heads.append((score.softmax(-1)[..., None] * v).sum(1))
+    assert torch.allclose(out, torch.stack(heads).mean(0), atol=1e-5)
+
+
+def test_global_projection_is_one_linear_map_with_zero_bias():
+    torch.manual_seed(0)
+    proj = GlobalProjection(5, 7)
+    assert [type(m).__name__ for m in proj.children()] == ["Linear"]
+    assert proj.linear.bias.abs().sum() == 0
+    g1, g2 = torch.randn(3, 5), torch.randn(3, 5)
+    assert torch.allclose(proj(g1 + 2 * g2), proj(g1) + 2 * proj(g2) - proj(torch.zeros(1, 5)), atol=1e-5)  # affine
+    bound = 2 * math.sqrt(6 / (5 + 7))                                 # the sum of two Xavier-uniform draws
+    assert proj.linear.weight.abs().max() <= bound
 
 
 # ---------------------------------------------------------------------------------- switches

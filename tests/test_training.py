@@ -70,6 +70,22 @@ def test_train_writes_checkpoints_log_and_numeric_dev_metrics(full_run):
     assert any(k.startswith("momentum.") for k in last["model"]) and "image_queue.keys" in last["model"]
 
 
+def test_every_epoch_logs_the_health_of_every_module_that_is_on(full_run):
+    from aahr.health import MODULES, by_module
+
+    for r in read_log(full_run):
+        health = by_module(r)
+        assert set(MODULES) <= set(health)
+        assert 0 <= health["prototypes"]["code_entropy"] <= 1 + 1e-6
+        assert health["fusion"]["gate_mean"] == pytest.approx(health["fusion"]["gate_mean"]) and \
+            0 < health["fusion"]["gate_mean"] < 1
+        assert health["triplet"]["grad_norm"] > 0                          # measured on the epoch's last step
+    last = by_module(read_log(full_run)[-1])
+    for module in ("relation", "prototypes", "moco"):
+        assert last[module]["grad_ratio"] > 0                               # every term past its warm-up by then
+    assert 0 < last["moco"]["top1_chance"] < 1 and last["moco"]["positive_rank"] >= 1
+
+
 def test_the_best_checkpoint_alone_restores_the_model_and_its_dev_metrics(full_run, data_root):
     from aahr.training.loop import evaluate_split, load_trained
 

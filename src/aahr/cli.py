@@ -15,7 +15,7 @@ from aahr.errors import AahrError
 
 # Subcommands: the pipeline's stages in order, then using a trained model, then locating and
 # validating the real datasets.
-COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "figures", "summary",
+COMMANDS = ["generate", "regions", "global-branch", "evaluate", "train", "tables", "health", "figures", "summary",
             "search", "compare", "download", "check-data"]
 
 

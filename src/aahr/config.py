@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,48 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
         )
     if sum(synth["detail"].values()) <= 0:
         raise ConfigError(f"{source}: synth.detail: the caption weights must not all be zero")
+    h = params["health"]
+    if h["gate_min"] > h["gate_max"]:
+        raise ConfigError(f"{source}: health.gate_min ({h['gate_min']}) is larger than health.gate_max "
+                          f"({h['gate_max']})")
+    for name, row in params["sensitivity"].items():
+        if name in params["variants"]:
+            raise ConfigError(f"{source}: sensitivity.{name}: the name is already a variant")
+        if row["base"] not in params["variants"]:
+            raise ConfigError(f"{source}: sensitivity.{name}.base: unknown variant {row['base']!r} "
+                              f"(variants: {', '.join(params['variants'])})")
+        for dotted in row["set"]:
+            _lookup(params, dotted, f"{source}: sensitivity.{name}.set")
     return params
+
+
+def _lookup(params: dict, dotted: str, where: str) -> tuple[dict, str]:
+    """(the mapping holding the last key of ``dotted``, that key); ConfigError if a key is unknown."""
+    node, keys = params, dotted.split(".")
+    for i, k in enumerate(keys):
+        if not isinstance(node, dict) or k not in node:
+            raise ConfigError(f"{where}: {dotted!r}: no such setting ({'.'.join(keys[:i + 1])} is unknown)")
+        if i < len(keys) - 1:
+            node = node[k]
+    return node, keys[-1]
+
+
+def resolve_variant(params: dict, name: str) -> dict:
+    """The params a run of ``name`` trains with: a variant as it is, or a sensitivity row (Table 5):
+    its base variant's switches under its own name, with its ``set`` overrides applied (a copy)."""
+    if name in params["variants"]:
+        return params
+    rows = params.get("sensitivity", {})
+    if name not in rows:
+        known = list(params["variants"]) + list(rows)
+        raise ConfigError(f"unknown variant {name!r} (params.yaml variants and sensitivity rows: {', '.join(known)})")
+    out = copy.deepcopy(params)
+    row = rows[name]
+    out["variants"][name] = dict(params["variants"][row["base"]])
+    for dotted, value in row["set"].items():
+        node, last = _lookup(out, dotted, f"sensitivity.{name}.set")
+        node[last] = value
+    return out
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

@@ -97,3 +97,44 @@ def ablations(rows: list[dict], out: Path, ceiling: float | None, column: str = 
     fig.tight_layout()
     fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
+
+
+# module_health.png: one panel per metric that decides a module's life, over the epochs.
+HEALTH_PANELS = (("prototypes", "code_entropy", "prototypes: code entropy / ln K", "max_code_entropy"),
+                 ("prototypes", "code_agreement", "prototypes: image-text code agreement", None),
+                 ("moco", "top1", "MoCo: top-1 of the paired key", None),
+                 ("relation", "local_cosine", "relation: mean pairwise cosine of v_hat, t_hat", None),
+                 ("fusion", "gate_mean", "fusion: mean gate (1 = local view only)", None),
+                 ("relation", "grad_ratio", "encoder gradient / triplet's: relation", "min_grad_ratio"),
+                 ("prototypes", "grad_ratio", "encoder gradient / triplet's: prototypes", "min_grad_ratio"),
+                 ("moco", "grad_ratio", "encoder gradient / triplet's: MoCo", "min_grad_ratio"))
+
+
+def module_health(logs: dict[str, list[dict]], out: Path, rule: dict) -> None:
+    """logs: variant -> its per-epoch records; the inert thresholds drawn as dashed lines."""
+    from aahr.health import key
+
+    fig, axes = plt.subplots(2, 4, figsize=(17, 6.8))
+    for ax, (module, metric, title, threshold) in zip(axes.flat, HEALTH_PANELS):
+        name = key(module, metric)
+        for variant, log in logs.items():
+            pts = [(r["epoch"], r[name]) for r in log if name in r]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=variant)
+        if threshold is not None:
+            ax.axhline(rule[threshold], color="k", linestyle="--", linewidth=0.8, label="inert threshold")
+        if metric == "grad_ratio":
+            ax.set_yscale("log")
+        if metric == "top1":
+            chance = [r[key("moco", "top1_chance")] for lg in logs.values() for r in lg if key("moco", "top1_chance") in r]
+            if chance:
+                ax.axhline(rule["min_top1_over_chance"] * chance[-1], color="k", linestyle="--", linewidth=0.8,
+                           label=f"{rule['min_top1_over_chance']:g} x chance")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100, format="png")
+    plt.close(fig)

@@ -12,7 +12,12 @@ and a note where the printed rsum disagrees (a copy error in the paper).
 - table1: the 1K-image protocol (COCO-style 5-fold mean when the test split has whole thousands);
 - table2: the whole test split (COCO 5K when it has 5,000 images);
 - table3: extended positives (mAP@R, R-Precision, R@1 both directions; ECCV Caption on COCO);
-- table4: the ablations, every variant, headline numbers of the three protocols.
+- table4: the ablations, every variant, headline numbers of the three protocols; with two or more
+  seeds, the paired difference to ``aahr`` (variant minus aahr, paired by seed) and its 95% t
+  confidence interval (``{column}_diff``, ``{column}_ci95_low``, ``{column}_ci95_high``) and what it
+  says (``rsum_1k_verdict``);
+- table5: the sensitivity rows (params.yaml ``sensitivity``: aahr with one setting moved) beside aahr
+  at the authors' values, with the health numbers of the module the setting belongs to.
 """
 
 from __future__ import annotations
@@ -100,6 +105,49 @@ def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]]
     return values, protocol
 
 
+def _per_seed(paths: list[Path], prefixes: tuple[str, ...], key: str) -> list[float]:
+    return [float(m[f"{_prefix(m, prefixes, p)}_{key}"]) for p, m in ((p, _load(p)) for p in paths)]
+
+
+def paired_ci(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the t confidence interval of the mean of paired differences (n >= 2)."""
+    from scipy import stats
+
+    n = len(diffs)
+    mean = statistics.fmean(diffs)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(diffs) / n ** 0.5
+    return mean, mean - half, mean + half
+
+
+def verdict(method: str, low: float, high: float) -> str:
+    """What a paired interval of (method - aahr) says at 95%."""
+    if method == "gpo":
+        subject, better, worse = "aahr vs the baseline", "aahr worse", "aahr better"
+    else:
+        module = method.removeprefix("no_")
+        subject, better, worse = f"the {module} module", "hurts", "helps"
+    if low > 0:
+        return f"{subject}: {better}"
+    if high < 0:
+        return f"{subject}: {worse}"
+    return f"{subject}: no detectable effect"
+
+
+def paired_columns(results: Path, dataset: str, method: str, seeds: list[int]) -> dict:
+    """The paired differences to aahr of the rsum columns, with their 95% intervals (>= 2 seeds)."""
+    if method == "aahr" or len(seeds) < 2:
+        return {}
+    cells = {}
+    for col, prefixes, key in ABLATION_COLUMNS[:2]:
+        mine = _per_seed(metric_paths(results, dataset, method, seeds), prefixes, key)
+        base = _per_seed(metric_paths(results, dataset, "aahr", seeds), prefixes, key)
+        mean, low, high = paired_ci([a - b for a, b in zip(mine, base)])
+        cells |= {f"{col}_diff": _round(mean), f"{col}_ci95_low": _round(low), f"{col}_ci95_high": _round(high)}
+        if col == "rsum_1k":
+            cells["rsum_1k_verdict"] = verdict(method, low, high)
+    return cells
+
+
 def _reference(name: str) -> list[dict]:
     with resources.files("aahr.reference").joinpath(name).open() as f:
         return list(csv.DictReader(f))
@@ -159,9 +207,56 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
             cells, _ = _measured(metric_paths(results, dataset, method, seeds),
                                  {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS},
                                  optional=raw is None)
+            paired = paired_columns(results, dataset, method, seeds) if "aahr" in variants else {}
             tables["table4"].append({"dataset": dataset, "method": method, "source": "measured",
-                                     "seeds": seed_text, **cells})
+                                     "seeds": seed_text, **cells, **paired})
     return tables
+
+
+# Table 5: the module a sensitivity setting belongs to, and the health numbers shown for it.
+MODULE_OF_SETTING = {"losses.prototypes": "prototypes", "losses.relation": "relation", "losses.moco": "moco"}
+TABLE5_HEALTH = {"prototypes": ("code_entropy", "code_agreement", "grad_ratio"),
+                 "relation": ("local_cosine", "tilde_hat_cosine", "grad_ratio"),
+                 "moco": ("top1", "positive_rank", "grad_ratio")}
+
+
+def module_of(dotted: str) -> str | None:
+    return next((m for prefix, m in MODULE_OF_SETTING.items() if dotted.startswith(prefix + ".")), None)
+
+
+def build_table5(params: dict, dataset: str, seeds: list[int]) -> list[dict]:
+    """Rows: aahr at the authors' values, then each sensitivity row (mean over ``seeds``), with the
+    health numbers (last epoch, mean over seeds) of every module the rows touch."""
+    from aahr.health import by_module, verdicts
+    from aahr.paths import run_dir
+
+    results, rows = Path(params["results_root"]), []
+    rows_spec = {"aahr": {}} | {n: r["set"] for n, r in params["sensitivity"].items()}
+    modules = sorted({module_of(k) for spec in rows_spec.values() for k in spec} - {None})
+    for name, setting in rows_spec.items():
+        cells, _ = _measured(metric_paths(results, dataset, name, seeds),
+                             {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS})
+        row = {"dataset": dataset, "method": name, "setting": "; ".join(f"{k}={v}" for k, v in setting.items())
+               or "authors' values", "seeds": " ".join(map(str, seeds)), **cells}
+        records = [_last_record(run_dir(params, dataset, name, s) / "log.jsonl") for s in seeds]
+        for module in modules:
+            measured = [by_module(r).get(module, {}) for r in records]
+            for metric in TABLE5_HEALTH[module]:
+                vals = [m[metric] for m in measured if metric in m]
+                row[f"{module}_{metric}"] = round(statistics.fmean(vals), 4) if vals else ""
+            inert = [bool(verdicts(r, params["health"]).get(module)) for r in records]
+            row[f"{module}_inert"] = "yes" if all(inert) else ("no" if not any(inert) else "some seeds")
+        rows.append(row)
+    return rows
+
+
+def _last_record(path: Path) -> dict:
+    if not path.is_file():
+        raise TableError(f"{path}: training log not found (run the training stage first)")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise TableError(f"{path}: the training log is empty")
+    return json.loads(lines[-1])
 
 
 def columns_of(rows: list[dict]) -> list[str]:
@@ -182,14 +277,18 @@ def to_csv(rows: list[dict]) -> str:
 
 def to_markdown(title: str, rows: list[dict]) -> str:
     """Standard deviations, where there are any, are shown as mean ± std in the mean's column."""
-    cols = [c for c in columns_of(rows) if not c.endswith("_std")]
+    cols = [c for c in columns_of(rows) if not c.endswith(("_std", "_ci95_low", "_ci95_high"))]
     lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def cell(r: dict, c: str) -> str:
         v = r.get(c, "")
         if not isinstance(v, float):
             return str(v)
-        std = r.get(f"{c}_std")
+        std, low, high = r.get(f"{c}_std"), r.get(f"{c[:-5]}_ci95_low"), r.get(f"{c[:-5]}_ci95_high")
+        if c.endswith("_diff") and isinstance(low, float):
+            return f"{v:+.1f} [{low:+.1f}, {high:+.1f}]"
+        if abs(v) < 1 and v != 0:
+            return f"{v:.3f}"
         return f"{v:.1f} ± {std:.1f}" if isinstance(std, float) else f"{v:.1f}"
 
     for r in rows:
@@ -198,4 +297,5 @@ def to_markdown(title: str, rows: list[dict]) -> str:
 
 
 def title_of(name: str) -> str:
-    return "Table 4: ablations" if name == "table4" else f"Table {name[-1]}: {TABLES[name][0]}"
+    titles = {"table4": "Table 4: ablations", "table5": "Table 5: sensitivity of each module to its deciding setting"}
+    return titles.get(name) or f"Table {name[-1]}: {TABLES[name][0]}"

@@ -41,12 +41,13 @@ def params_file():
     return str(path)
 
 
-VARIANTS = list(config["variants"])
+VARIANTS = list(config["variants"])  # Table 4's rows
+SENSITIVITY = list(config["sensitivity"])  # Table 5's rows (make study)
 SEEDS = config["seeds"]
 
 
 wildcard_constraints:
-    variant="|".join(VARIANTS),
+    variant="|".join(VARIANTS + SENSITIVITY),
     seed=r"\d+",
 
 
@@ -71,12 +72,28 @@ def result_dir(dataset, method="{variant}", seed="{seed}"):
 
 def figures():
     """The figures (drawn for synth, the dataset with exact positives and images to show)."""
-    return [f"{RESULTS}/figures/ablations.png"] if "synth" in config["datasets"] else []
+    if "synth" not in config["datasets"]:
+        return []
+    return [f"{RESULTS}/figures/ablations.png", f"{RESULTS}/module_health.csv"]
 
 
 def every_run(dataset, pattern):
     """`pattern` (with {variant} and {seed}) for every variant x seed."""
     return expand(pattern, variant=VARIANTS, seed=SEEDS)
+
+
+def sensitivity_runs(pattern):
+    """`pattern` for aahr and every Table 5 row, on the sensitivity seeds."""
+    return expand(pattern, variant=["aahr"] + SENSITIVITY, seed=config["sensitivity_seeds"])
+
+
+def run_settings(wildcards):
+    """What a run trains with: its switches and, for a Table 5 row, the settings it moves."""
+    rows = config["sensitivity"]
+    if wildcards.variant in rows:
+        row = rows[wildcards.variant]
+        return {"switches": config["variants"][row["base"]], "set": row["set"]}
+    return {"switches": config["variants"][wildcards.variant]}
 
 
 def precomp(dataset, *names, splits=MATCH_SPLITS):

@@ -31,7 +31,7 @@ rule evaluate_synth:
         ),
         raw=synth_raw(),
         code=package_sources(
-            "evaluation.py", "commands/evaluate.py", "model", "training"
+            "evaluation.py", "commands/evaluate.py", "model", "training", "health.py"
         ),
     output:
         metrics=f"{result_dir('synth')}/metrics.json",

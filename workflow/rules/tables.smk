@@ -31,3 +31,49 @@ rule tables:
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "aahr tables --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule module_health:
+    input:
+        logs=[
+            log
+            for d in config["datasets"]
+            if d == "synth"
+            for log in every_run(d, f"{run_dir(d)}/log.jsonl")
+        ],
+        code=package_sources(
+            "health.py", "commands/health.py", "figures.py", "tables.py"
+        ),
+    output:
+        csv=f"{RESULTS}/module_health.csv",
+        figure=report(f"{RESULTS}/figures/module_health.png", category="Figures"),
+    log:
+        f"{LOGS}/module_health.log",
+    conda:
+        ENV
+    params:
+        file=params_file(),
+        health=config["health"],
+        out=lambda w, output: os.path.dirname(output.csv),
+    shell:
+        "aahr health --params {params.file:q} --dataset synth --out {params.out:q} > {log:q} 2>&1"
+
+
+rule table5:
+    input:
+        metrics=sensitivity_runs(f"{result_dir('synth')}/metrics.json"),
+        logs=sensitivity_runs(f"{run_dir('synth')}/log.jsonl"),
+        code=package_sources("tables.py", "health.py", "commands/tables.py"),
+    output:
+        expand(f"{RESULTS}/table5.{{ext}}", ext=["csv", "md"]),
+    log:
+        f"{LOGS}/table5.log",
+    conda:
+        ENV
+    params:
+        file=params_file(),
+        sensitivity=config["sensitivity"],
+        health=config["health"],
+        out=lambda w, output: os.path.dirname(output[0]),
+    shell:
+        "aahr tables --table5 --params {params.file:q} --dataset synth --out {params.out:q} > {log:q} 2>&1"

@@ -13,7 +13,12 @@ rule train_synth:
         ),
         raw=synth_raw(),
         code=package_sources(
-            "model", "training", "features/text.py", "commands/train.py"
+            "model",
+            "training",
+            "health.py",
+            "evaluation.py",
+            "features/text.py",
+            "commands/train.py",
         ),
     output:
         best=f"{run_dir('synth')}/best.pt",
@@ -30,7 +35,7 @@ rule train_synth:
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     params:
         file=params_file(),
-        switches=lambda w: config["variants"][w.variant],
+        settings=run_settings,
         train=config["train"],
         model=config["model"],
         losses=config["losses"],

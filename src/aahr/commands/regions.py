@@ -39,7 +39,9 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
         raise DataError(f"{scenes_file}: file not found (the region extractor trains on the pretrain "
                         "split's objects; run `aahr generate`)")
     t = time.perf_counter()
-    pretrain = images.read_image_array(images.image_files(dirs.input, "pretrain"), progress, "read pretrain")
+    cap = cfg["pretrain_images"]                 # the extractor reads at most this many pretrain images
+    files = images.image_files(dirs.input, "pretrain")
+    pretrain = images.read_image_array(files[:cap] if cap else files, progress, "read pretrain")
     timings = {"read_pretrain": round(time.perf_counter() - t, 1)}
     scenes_text = scenes_file.read_text()
     data = fingerprint(pretrain, scenes_text)
@@ -47,7 +49,7 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
     loaded = None if args.retrain else regions.load_checkpoint(ckpt, cfg, seed, data, device)
     t = time.perf_counter()
     if loaded is None:
-        labels = regions.scene_labels(json.loads(scenes_text))
+        labels = regions.scene_labels(json.loads(scenes_text))[:len(pretrain)]
         if len(labels) != len(pretrain):
             raise DataError(f"{scenes_file}: {len(labels)} scenes for {len(pretrain)} pretrain images")
         model, metrics = regions.train_extractor(pretrain, labels, cfg, seed, device, progress)

@@ -5,24 +5,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Build results/table{1,2,3,4}.csv (+ .md) from the evaluated runs and the synth ceiling."
+HELP = ("Build results/table{1,2,3,4}.csv (+ .md) from the evaluated runs and the synth ceiling; "
+        "with --table5, results/table5 from the sensitivity runs.")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--out", default=None, help="folder for the tables (default: results_root from params)")
+    p.add_argument("--table5", action="store_true",
+                   help="build only Table 5, the sensitivity study (needs the runs of params.yaml: sensitivity)")
+    p.add_argument("--dataset", default="synth", help="Table 5's dataset (default: synth)")
 
 
 def run(args: argparse.Namespace) -> int:
     from aahr.config import load_params
     from aahr.io import write_text
-    from aahr.tables import build_tables, title_of, to_csv, to_markdown
+    from aahr.tables import build_table5, build_tables, title_of, to_csv, to_markdown
 
     params = load_params(args.params)
     results = Path(params["results_root"])
     out = Path(args.out) if args.out else results
-    datasets = {d: (Path(params["data_root"]) / d / "raw" if d == "synth" else None) for d in params["datasets"]}
-    tables = build_tables(results, datasets, list(params["variants"]), params["seeds"])
+    if args.table5:
+        tables = {"table5": build_table5(params, args.dataset, params["sensitivity_seeds"])}
+    else:
+        datasets = {d: (Path(params["data_root"]) / d / "raw" if d == "synth" else None) for d in params["datasets"]}
+        tables = build_tables(results, datasets, list(params["variants"]), params["seeds"])
     for name, rows in tables.items():  # all computed before anything is written
         write_text(out / f"{name}.csv", to_csv(rows))
         write_text(out / f"{name}.md", to_markdown(title_of(name), rows))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from aahr.health import key as hkey, mean_pairwise_cosine, rowwise_cosine
 from aahr.model.encoders import Encoded, ImageEncoder, TextEncoder
 from aahr.model.layers import l2n
 from aahr.model.losses import triplet_loss
@@ -106,10 +107,11 @@ class AAHR(nn.Module):
         return StepOutput(img, txt, batch["img_ids"], img_keys, txt_keys)
 
     def loss_terms(self, out: StepOutput, iteration: int, epoch: int, steps_per_epoch: int,
-                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                   generator: torch.Generator | None = None, health: dict | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms on the (global) batch; their sum is the training loss. A term is
         present iff its module is on; it is 0 until its warm-up is over (or its queue is full).
-        With MoCo, the batch's keys are enqueued afterwards."""
+        With MoCo, the batch's keys are enqueued afterwards. ``health``, when given, receives the
+        modules' health metrics as ``health/{module}/{metric}`` (aahr.health; no gradient)."""
         lc = self.loss_cfg
         sampling = lc["sampling"]
         if sampling == "hardest" and epoch < lc["hardest_warmup_epochs"]:
@@ -122,30 +124,50 @@ class AAHR(nn.Module):
         img, txt = out.img, out.txt
         zero = img.embedding.new_zeros((), dtype=torch.float32)
         terms = {"triplet": trip(img.embedding, txt.embedding)}
+        measured: dict[str, dict] = {}
         if self.relation is not None:
             terms["relation"] = zero
+            rel = measured["relation"] = {} if health is not None else None
+            v_hat, t_hat = l2n(img.local.float()), l2n(txt.local.float())
             if iteration >= warmup_iterations(lc["relation"]["warmup_epochs"], steps_per_epoch):
-                v_hat, t_hat = l2n(img.local.float()), l2n(txt.local.float())
                 v_tilde, t_tilde = self.relation(v_hat, t_hat, img.fragments.detach(), img.mask,
-                                                 txt.fragments.detach(), txt.mask)
+                                                 txt.fragments.detach(), txt.mask, rel)
                 terms["relation"] = trip(v_hat, t_tilde) + trip(v_tilde, t_hat) + trip(v_tilde, t_tilde)
+                if rel is not None:
+                    rel["tilde_hat_cosine"] = (rowwise_cosine(v_tilde, v_hat) + rowwise_cosine(t_tilde, t_hat)) / 2
+            if rel is not None:
+                rel["local_cosine"] = (mean_pairwise_cosine(v_hat) + mean_pairwise_cosine(t_hat)) / 2
         if self.prototypes is not None:
             pro = lc["prototypes"]
             terms["prototypes"] = zero
+            codes = measured["prototypes"] = {} if health is not None else None
             if iteration > warmup_iterations(pro["warmup_epochs"], steps_per_epoch):
-                terms["prototypes"] = pro["weight"] * self.prototypes.loss(img.embedding, txt.embedding)
+                terms["prototypes"] = pro["weight"] * self.prototypes.loss(img.embedding, txt.embedding, codes)
+            elif codes is not None:
+                with torch.no_grad():
+                    self.prototypes.loss(img.embedding, txt.embedding, codes)   # codes measured before the warm-up
         if self.momentum is not None:
             moco = lc["moco"]
             terms["moco"] = zero
+            ranks = [] if health is not None else None
             if self.image_queue.full and self.text_queue.full:
                 q_img, q_txt = l2n(img.local.float()), l2n(txt.local.float())
                 terms["moco"] = moco["weight"] * (
                     masked_info_nce(q_img, out.txt_keys, self.text_queue.keys.clone(), out.img_ids,
-                                    self.text_queue.ids.clone(), moco["temperature"], moco["mask_same_image"])
+                                    self.text_queue.ids.clone(), moco["temperature"], moco["mask_same_image"],
+                                    ranks)
                     + masked_info_nce(q_txt, out.img_keys, self.image_queue.keys.clone(), out.img_ids,
-                                      self.image_queue.ids.clone(), moco["temperature"], moco["mask_same_image"]))
+                                      self.image_queue.ids.clone(), moco["temperature"], moco["mask_same_image"],
+                                      ranks))
+            if ranks:
+                measured["moco"] = {k: sum(r[k] for r in ranks) / len(ranks) for k in ranks[0]}
             self.image_queue.enqueue(out.img_keys, out.img_ids)
             self.text_queue.enqueue(out.txt_keys, out.img_ids)
+        if health is not None:
+            if self.uses_global:
+                gates = [float(e.head.fusion.last_gate_mean) for e in (self.image, self.text)]
+                measured["fusion"] = {"gate_mean": sum(gates) / 2}
+            health.update({hkey(m, k): v for m, metrics in measured.items() for k, v in (metrics or {}).items()})
         return terms
 
 

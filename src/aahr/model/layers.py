@@ -18,6 +18,14 @@ def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return F.normalize(x, dim=dim, eps=1e-8)
 
 
+def xavier_(linear: nn.Linear) -> nn.Linear:
+    """Xavier-uniform weight, zero bias (the authors' initialisation of their Linear layers)."""
+    nn.init.xavier_uniform_(linear.weight)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
 class MaskedBatchNorm1d(nn.Module):
     """BatchNorm1d over the valid fragments only, with statistics that can span processes.
 
@@ -62,7 +70,8 @@ class FragmentProjection(nn.Module):
     """Regions -> embedding space: ``Linear(D -> E)(R) + MLP(D -> E/2 -> E, BatchNorm, ReLU)(R)``.
 
     Runs on the valid fragments only (their BatchNorm statistics ignore padding), then scatters
-    them back into the padded layout (zeros elsewhere).
+    them back into the padded layout (zeros elsewhere). Linear weights Xavier-uniform, biases zero,
+    as the authors initialise their projections.
     """
 
     def __init__(self, in_dim: int, embed: int):
@@ -70,6 +79,8 @@ class FragmentProjection(nn.Module):
         self.fc = nn.Linear(in_dim, embed)
         self.mlp = nn.Sequential(nn.Linear(in_dim, embed // 2), MaskedBatchNorm1d(embed // 2),
                                  nn.ReLU(inplace=True), nn.Linear(embed // 2, embed))
+        for linear in (self.fc, self.mlp[0], self.mlp[3]):
+            xavier_(linear)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: B x K x D, mask: B x K -> B x K x E."""

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aahr.health import contrast_health
+
 
 class MomentumEncoders(nn.Module):
     """EMA copies of the image and text encoders; never trained by gradient."""
@@ -62,15 +64,19 @@ class KeyQueue(nn.Module):
 
 
 def masked_info_nce(query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, query_ids: torch.Tensor,
-                    queue_ids: torch.Tensor, temperature: float = 0.07, mask_same_image: bool = True) -> torch.Tensor:
+                    queue_ids: torch.Tensor, temperature: float = 0.07, mask_same_image: bool = True,
+                    health: list | None = None) -> torch.Tensor:
     """query: B x E, key: B x E (positives), queue: Q x E, ids: B and Q -> mean InfoNCE.
 
     Queue entries of the query's own image are removed from the negatives when ``mask_same_image``.
+    ``health``, when given, receives the positive's rank and top-1 (aahr.health.contrast_health).
     """
     query, key, queue = query.float(), key.float(), queue.float()
     l_pos = (query * key).sum(1, keepdim=True)                                  # B x 1
     l_neg = query @ queue.T                                                      # B x Q
     if mask_same_image:
         l_neg = l_neg.masked_fill(query_ids[:, None] == queue_ids[None, :], -torch.inf)
+    if health is not None:
+        health.append(contrast_health(l_pos, l_neg))
     logits = torch.cat([l_pos, l_neg], 1) / temperature                          # B x (1+Q)
     return F.cross_entropy(logits, torch.zeros(query.shape[0], dtype=torch.long, device=query.device))

@@ -38,8 +38,14 @@ class MaxKPooling(nn.Module):
 
 
 class AttentionPooling(nn.Module):
-    """Global-queried multi-head attention pooling: per head, cosine(K_j, Q) over the fragments ->
-    softmax -> weighted sum of V (full width); the heads' outputs are averaged.
+    """Global-queried attention pooling with ``heads`` independent full-width heads, as the authors'
+    code: head j has its own ``Q_j, K_j, V_j = Linear(E -> E)``, scores cosine(K_j x_l, Q_j query)
+    over all E dims -> softmax over the fragments -> the weighted sum of ``V_j x``; the heads' outputs
+    are averaged (not split, not concatenated).
+
+    Because V_j is affine and the weights sum to 1, ``sum_l a_jl V_j x_l = V_j (sum_l a_jl x_l)``: the
+    fragments are pooled first and each head's V applied once to the pooled vector (exact, and E
+    times cheaper than projecting every fragment). Q and K of all heads are one Linear(E -> heads E).
 
     ``mask_padding`` (default True) excludes padded fragments from the softmax; the authors' code
     does not (QUIRK), which lets padding dilute the attention of short captions.
@@ -47,19 +53,21 @@ class AttentionPooling(nn.Module):
 
     def __init__(self, embed: int, heads: int = 8, mask_padding: bool = True):
         super().__init__()
-        if embed % heads:
-            raise ValueError(f"embedding size {embed} is not divisible by {heads} pooling heads")
-        self.heads, self.mask_padding = heads, mask_padding
-        self.q = nn.Linear(embed, embed)
-        self.k = nn.Linear(embed, embed)
-        self.v = nn.Linear(embed, embed)
+        self.heads, self.embed, self.mask_padding = heads, embed, mask_padding
+        self.q = nn.Linear(embed, heads * embed)
+        self.k = nn.Linear(embed, heads * embed)
+        self.v_weight = nn.Parameter(torch.empty(heads, embed, embed))             # h x E_out x E_in
+        self.v_bias = nn.Parameter(torch.empty(heads, embed))
+        bound = 1 / embed ** 0.5                                                    # nn.Linear's default init
+        nn.init.uniform_(self.v_weight, -bound, bound)
+        nn.init.uniform_(self.v_bias, -bound, bound)
 
     def weights(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """x: B x L x E, mask: B x L, query: B x E -> attention B x h x L (rows sum to 1)."""
         b, length, e = x.shape
-        q = l2n(self.q(query).view(b, self.heads, e // self.heads))                # B x h x d
-        k = l2n(self.k(x).view(b, length, self.heads, e // self.heads))            # B x L x h x d
-        scores = torch.einsum("blhd,bhd->bhl", k, q)                                # B x h x L
+        q = l2n(self.q(query).view(b, self.heads, e))                               # B x h x E
+        k = l2n(self.k(x).view(b, length, self.heads, e))                           # B x L x h x E
+        scores = torch.einsum("blhe,bhe->bhl", k, q)                                # B x h x L
         if self.mask_padding:
             scores = scores.masked_fill(~mask[:, None, :], -torch.inf)
         return scores.softmax(-1)
@@ -67,7 +75,9 @@ class AttentionPooling(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """-> B x E."""
         attn = self.weights(x, mask, query)                                         # B x h x L
-        return torch.einsum("bhl,ble->be", attn, self.v(x)) / self.heads            # heads averaged
+        pooled = torch.einsum("bhl,ble->bhe", attn, x)                              # B x h x E
+        out = torch.einsum("bhe,hoe->bho", pooled, self.v_weight) + self.v_bias     # B x h x E (V_j per head)
+        return out.mean(1)                                                          # heads averaged
 
 
 def positional_encoding(length: int, dim: int, device=None) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aahr.health import code_health
 from aahr.model.layers import l2n
 
 
@@ -45,14 +46,17 @@ class Prototypes(nn.Module):
         """Put the prototypes back on the unit sphere (SwAV does this before every step)."""
         self.weight.copy_(l2n(self.weight))
 
-    def loss(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    def loss(self, img: torch.Tensor, txt: torch.Tensor, health: dict | None = None) -> torch.Tensor:
         """img, txt: B x E fused embeddings of the pairs -> scalar
-        ``-mean sum_k Q_t log softmax(S_v / T) - mean sum_k Q_v log softmax(S_t / T)``."""
+        ``-mean sum_k Q_t log softmax(S_v / T) - mean sum_k Q_v log softmax(S_t / T)``.
+        ``health``, when given, receives the codes' health (aahr.health.code_health)."""
         self.normalize_()
         s_v = img.float() @ self.weight.T                                        # B x K
         s_t = txt.float() @ self.weight.T                                        # B x K
         q_v = sinkhorn(s_v, self.epsilon, self.iterations)                       # B x K (no gradient)
         q_t = sinkhorn(s_t, self.epsilon, self.iterations)
+        if health is not None:
+            health.update(code_health(q_v, q_t))
         log_p_v = (s_v / self.temperature).log_softmax(1)
         log_p_t = (s_t / self.temperature).log_softmax(1)
         return -(q_t * log_p_v).sum(1).mean() - (q_v * log_p_t).sum(1).mean()

@@ -10,16 +10,19 @@ batch. Edges:
 - connectivity: each node keeps its top ``keep`` share of the other nodes in each block (cosine
   within a modality, the fine-grained similarity across), ties kept (HREM's rule).
 
-Then an image GCN and a text GCN on their own blocks, a joint GCN over all 2B nodes, a residual back
-to the inputs, and one Transformer layer whose attention gets the additive bias ``lambda * A`` on
-connected pairs and -inf elsewhere. Outputs ``v_tilde``, ``t_tilde`` (unit norm).
+Then, as the authors' code does it: an image GCN on ``A_vv`` and a text GCN on ``A_tt``, a joint GCN
+over all 2B nodes on the whole ``A``, each ``LeakyReLU(A (dropout(H) W) + b)`` with the DENSE
+correlation matrix as it is (no top-share mask, no degree normalisation); a residual
+``l2n(H_joint) + [v_hat; t_hat]``; and one Transformer layer whose attention gets the additive bias
+``lambda * A`` on connected pairs and -inf elsewhere (the connectivity is used only here). Outputs
+``v_tilde``, ``t_tilde`` (unit norm). GCN weights Xavier-uniform, biases zero.
 
-The GCN is dense (``DenseGCN``): the batch graph has 2B nodes and ~50% density, so one dense
-2B x 2B matrix product is simpler and much faster than sparse message passing over ~B^2 edges
-(bench/bench_train_step.py times both; the layer computes exactly torch-geometric's GCNConv with
-symmetric normalisation, which tests/test_model.py checks).
+The GCN is dense (``DenseGCN``): the batch graph is complete, so one 2B x 2B matrix product is
+simpler and much faster than message passing over ~4B^2 edges (bench/bench_train_step.py times both;
+the layer computes exactly torch-geometric's ``GCNConv(normalize=False)`` with edge weights A, which
+tests/test_model.py checks).
 HREM's KL regulariser on a learned relevance is left out: in the authors' AAHR code that relevance
-is bypassed, so the regulariser has zero gradient (QUIRK, spec §3.3).
+is bypassed, so the regulariser has zero gradient (QUIRK).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aahr.model.layers import l2n
+from aahr.model.layers import l2n, xavier_
 
 
 def intra_correlation(x_hat: torch.Tensor) -> torch.Tensor:
@@ -75,25 +78,19 @@ def top_share(scores: torch.Tensor, keep: float) -> torch.Tensor:
     return scores >= kth
 
 
-def normalized_adjacency(a: torch.Tensor) -> torch.Tensor:
-    """Weighted adjacency (row i aggregates from the columns it keeps; self-loops included) ->
-    D^-1/2 A D^-1/2 with D the row sums (torch-geometric's gcn_norm for edges j -> i)."""
-    d = a.sum(1).clamp_min(1e-12).rsqrt()                                         # N
-    return d[:, None] * a * d[None, :]
-
-
 class DenseGCN(nn.Module):
-    """One graph convolution ``LeakyReLU(Â dropout(H) W + b)`` on a dense weighted adjacency."""
+    """One graph convolution ``LeakyReLU(A dropout(H) W + b)`` on a dense weighted adjacency A
+    (row i aggregates from every column j with weight A[i, j]), as the authors' GCN layer."""
 
     def __init__(self, dim: int, dropout: float = 0.6, slope: float = 0.2):
         super().__init__()
-        self.linear = nn.Linear(dim, dim, bias=False)
+        self.linear = xavier_(nn.Linear(dim, dim, bias=False))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.dropout, self.slope = nn.Dropout(dropout), slope
 
     def propagate(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """h: N x E, a: N x N weighted adjacency (zero = no edge) -> Â h W + b (torch-geometric's GCNConv)."""
-        return normalized_adjacency(a) @ self.linear(h) + self.bias
+        """h: N x E, a: N x N -> A h W + b (torch-geometric's GCNConv without normalisation)."""
+        return a @ self.linear(h) + self.bias
 
     def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.propagate(self.dropout(h), a), self.slope)
@@ -126,15 +123,17 @@ class RelationGraph(nn.Module):
         return a, c
 
     def forward(self, v_hat: torch.Tensor, t_hat: torch.Tensor, regions: torch.Tensor, region_mask: torch.Tensor,
-                words: torch.Tensor, word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                words: torch.Tensor, word_mask: torch.Tensor,
+                health: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """v_hat, t_hat: B x E unit local embeddings; fragments as fine_grained_similarity.
-        -> v_tilde, t_tilde: B x E (unit)."""
+        -> v_tilde, t_tilde: B x E (unit). ``health``, when given, receives the graph's density."""
         b = v_hat.shape[0]
         a, c = self.adjacency(v_hat, t_hat, regions, region_mask, words, word_mask)
-        edges = a * c                                                             # 2B x 2B, zero = no edge
         x = torch.cat([v_hat, t_hat], 0).float()                                  # 2B x E
-        h = torch.cat([self.image_gcn(x[:b], edges[:b, :b]), self.text_gcn(x[b:], edges[b:, b:])], 0)
-        h = self.joint_gcn(h, edges) + x                                          # residual to the inputs
+        h = torch.cat([self.image_gcn(x[:b], a[:b, :b]), self.text_gcn(x[b:], a[b:, b:])], 0)
+        h = l2n(self.joint_gcn(h, a)) + x                                         # residual to the inputs
         bias = (self.bias_weight * a).masked_fill(~c, -torch.inf)                 # 2B x 2B attention bias
         out = self.transformer(h[None], src_mask=bias)[0]                         # 2B x E
+        if health is not None:
+            health["graph_density"] = float(c.float().mean())
         return l2n(out[:b]), l2n(out[b:])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from aahr.errors import AahrError
+from aahr.health import gradient_health, term_gradient_norms, verdicts
 from aahr.io import atomic_path, write_json, write_text
 from aahr.model.aahr import AAHR, build_model
 from aahr.training import distributed
@@ -157,16 +159,18 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu") -> tuple[
 
 @dataclass
 class RunningMeans:
+    """Per-key means over the steps that reported the key (health metrics come and go)."""
+
     sums: dict = field(default_factory=dict)
-    n: int = 0
+    counts: dict = field(default_factory=dict)
 
     def add(self, values: dict) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n += 1
+            self.counts[k] = self.counts.get(k, 0) + 1
 
     def means(self) -> dict:
-        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
 
 @dataclass
@@ -187,9 +191,13 @@ def train(opts: Options) -> dict:
     """Run (or resume) one training run; returns the best epoch's dev metrics (also metrics.json)."""
     from aahr.features.common import pick_device, seed_everything
 
-    params, variant, out = opts.params, opts.variant, Path(opts.out)
-    if variant not in params["variants"]:
-        raise TrainingError(f"unknown variant {variant!r} (params.yaml variants: {', '.join(params['variants'])})")
+    from aahr.config import ConfigError, resolve_variant
+
+    variant, out = opts.variant, Path(opts.out)
+    try:
+        params = resolve_variant(opts.params, variant)
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None
     tcfg, seed = params["train"], params["seed"]
     ctx = distributed.init(pick_device(opts.device or tcfg["device"]))
     try:
@@ -245,6 +253,7 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
         distributed.sync_batchnorm(model)
     optimizer = optimizer_for(model, tcfg)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    shared = [p for enc in (model.image, model.text) for p in enc.parameters() if p.requires_grad]  # the encoders
 
     start_epoch, iteration, best, history = 0, 0, {"rsum": -math.inf, "epoch": -1, "metrics": {}}, []
     if state is not None:
@@ -287,9 +296,12 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
             glob = distributed.gather_output(ctx, local)
             generator.manual_seed(step_seed(seed, 10 ** 6 + iteration))
             devices = [device] if device.type == "cuda" else []
+            health_values: dict = {}
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(step_seed(seed, 2 * 10 ** 6 + iteration))  # same on every process
-                terms = model.loss_terms(glob, iteration, epoch, steps_per_epoch, generator)
+                terms = model.loss_terms(glob, iteration, epoch, steps_per_epoch, generator, health_values)
+            if steps_per_epoch - (iteration % steps_per_epoch) <= params["health"]["grad_steps"]:
+                health_values |= gradient_health(term_gradient_norms(terms, shared))
             values = {k: float(v.detach()) for k, v in terms.items()}
             for name, v in values.items():
                 if not math.isfinite(v):
@@ -306,8 +318,9 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
             iteration += 1
             values["loss"] = sum(values.values())
             values["grad_norm"] = float(grad_norm)
-            means.add(values)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in means.means().items() if k != "grad_norm"})
+            shown = {k: f"{v:.3f}" for k, v in values.items() if k != "grad_norm"}
+            means.add(values | health_values)
+            bar.set_postfix(shown)
         bar.close()
         seconds = time.perf_counter() - t0
 
@@ -336,6 +349,11 @@ def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict
         distributed.barrier(ctx)
 
     result = {"best_epoch": best["epoch"], **{f"dev_{k}": v for k, v in best["metrics"].items()}}
+    if ctx.main and history:
+        for module, reasons in verdicts(history[-1], params["health"]).items():
+            if reasons:
+                print(f"warning: {variant}: the {module} module looks inert at the last epoch: "
+                      f"{'; '.join(reasons)}", file=sys.stderr)
     if ctx.main:
         if (out / BEST_SO_FAR).exists():
             (out / BEST_SO_FAR).replace(out / BEST)
