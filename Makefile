@@ -8,7 +8,7 @@ BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: reproduce test setup dag lint report push pull clean-venv
+.PHONY: reproduce study test setup dag lint report push pull clean-venv
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ setup: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
 	@$(BIN)/aahr summary
+
+# The ablation study (after make reproduce, whose seed-0 runs it reuses): three training seeds of every
+# variant, Table 5, module health (results/study/); then the whole pipeline with data seeds 1 and 2
+# for aahr and gpo; then the two sources of variance side by side (results/study/variance.md).
+DATA_SEEDS := 1 2
+study: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/study.yaml study
+	for s in $(DATA_SEEDS); do $(BIN)/snakemake --cores $(CORES) --configfile configs/study_data$$s.yaml \
+	  $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) || exit 1; done
+	$(BIN)/aahr tables --params params.yaml --variance results/study $(foreach s,$(DATA_SEEDS),results/study/data$(s)) \
+	  --out results/study
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

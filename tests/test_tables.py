@@ -115,3 +115,65 @@ def test_a_missing_run_is_named(layout):
     (results / "synth" / "gpo" / "seed0" / "metrics.json").unlink()
     with pytest.raises(TableError, match="gpo/seed0/metrics.json: metrics file not found"):
         build_tables(results, {"synth": raw}, VARIANTS, [0])
+
+
+def test_paired_differences_to_aahr_and_their_95_percent_interval(tmp_path):
+    from scipy import stats
+
+    results = tmp_path / "results"
+    base = [200.0, 210.0, 205.0]
+    gains = {"no_gnn": [5.0, 7.0, 6.0], "gpo": [-1.0, 3.0, -2.0]}    # paired by seed
+    for s, b in enumerate(base):
+        _write(results, "synth", "aahr", s, _metrics(b, b / 2))
+        for m, g in gains.items():
+            _write(results, "synth", m, s, _metrics(b + g[s], (b + g[s]) / 2))
+    _write(results, "synth", "zeroshot", None, _metrics(100, 50))
+    t4 = {r["method"]: r for r in build_tables(results, {"synth": None}, ["aahr", "no_gnn", "gpo"], [0, 1, 2])["table4"]}
+    half = stats.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5                       # std of (5, 7, 6) is 1
+    assert t4["no_gnn"]["rsum_1k_diff"] == 6.0
+    assert t4["no_gnn"]["rsum_1k_ci95_low"] == pytest.approx(6 - half, abs=0.01)
+    assert t4["no_gnn"]["rsum_1k_verdict"] == "the gnn module: hurts"        # removing it helps, at 95%
+    assert t4["gpo"]["rsum_1k_verdict"] == "aahr vs the baseline: no detectable effect"
+    assert "rsum_1k_diff" not in t4["aahr"]
+    md = to_markdown("t4", list(t4.values()))
+    assert "+6.0 [" in md and "ci95" not in md
+
+
+def test_table5_rows_carry_the_setting_and_the_modules_health(tmp_path):
+    import yaml
+
+    from aahr.config import validate_params
+    from aahr.health import key
+    from aahr.tables import build_table5
+    from conftest import ROOT
+
+    params = validate_params(yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text()))
+    params |= {"results_root": str(tmp_path / "results"), "data_root": str(tmp_path / "data")}
+    for name, entropy in (("aahr", 0.999), ("eps_005", 0.8)):
+        _write(tmp_path / "results", "synth", name, 0, _metrics(200, 100))
+        run = tmp_path / "data" / "synth" / "runs" / name / "seed0"
+        run.mkdir(parents=True)
+        record = {"epoch": 1, key("prototypes", "code_entropy"): entropy, key("prototypes", "code_agreement"): 0.1,
+                  key("prototypes", "grad_ratio"): 0.5}
+        (run / "log.jsonl").write_text(json.dumps(record) + "\n")
+    rows = {r["method"]: r for r in build_table5(params, "synth", [0])}
+    assert rows["aahr"]["setting"] == "authors' values" and rows["eps_005"]["setting"] == "losses.prototypes.epsilon=0.05"
+    assert rows["aahr"]["prototypes_inert"] == "yes" and rows["eps_005"]["prototypes_inert"] == "no"
+    assert rows["eps_005"]["prototypes_code_entropy"] == 0.8 and rows["eps_005"]["rsum_1k"] == 200.0
+
+
+def test_variance_rows_separate_training_seeds_from_data_seeds(tmp_path):
+    from aahr.tables import variance_rows
+
+    roots = [tmp_path / "r0", tmp_path / "r1", tmp_path / "r2"]
+    for s, (a, g) in enumerate([(200.0, 190.0), (202.0, 192.0), (204.0, 191.0)]):   # training seeds
+        _write(roots[0], "synth", "aahr", s, _metrics(a, a / 2))
+        _write(roots[0], "synth", "gpo", s, _metrics(g, g / 2))
+    for root, (a, g) in zip(roots[1:], [(220.0, 180.0), (180.0, 200.0)]):           # data seeds 1, 2
+        _write(root, "synth", "aahr", 0, _metrics(a, a / 2))
+        _write(root, "synth", "gpo", 0, _metrics(g, g / 2))
+    rows = {(r["column"], r["method"], r["source"]): r for r in variance_rows(roots)}
+    assert rows[("rsum_1k", "aahr", "training seeds")]["std"] == 2.0
+    assert rows[("rsum_1k", "aahr", "data seeds")]["mean"] == 200.0 and rows[("rsum_1k", "aahr", "data seeds")]["std"] == 20.0
+    diff = rows[("rsum_1k", "aahr - gpo", "data seeds")]
+    assert diff["mean"] == pytest.approx((10 + 40 - 20) / 3, abs=0.01) and diff["ci95_low"] < 0 < diff["ci95_high"]

@@ -213,6 +213,45 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
     return tables
 
 
+def _seed_values(root: Path, dataset: str, method: str, col: tuple) -> dict[int, float]:
+    """{training seed: value} of every evaluated seed of ``method`` under one results root."""
+    _, prefixes, key = col
+    found = sorted(results_folder(root, dataset, method).glob("seed*/metrics.json"),
+                   key=lambda p: int(p.parent.name[4:]))
+    return {int(p.parent.name[4:]): v for p, v in zip(found, _per_seed(found, prefixes, key))}
+
+
+def variance_rows(roots: list[Path], dataset: str = "synth", methods: tuple[str, str] = ("aahr", "gpo")) -> list[dict]:
+    """The two sources of variance side by side. ``roots[0]`` holds every training seed of the data
+    seed of params.yaml; each further root the runs of another data seed (its whole learned pipeline
+    retrained: data, region extractor, global branch). Per method: the spread over training seeds
+    (data fixed) and over data seeds (training seed 0); then ``methods[0] - methods[1]`` paired by
+    seed within each source, with its 95% t interval."""
+    rows = []
+    for col in ABLATION_COLUMNS[:2]:
+        name = col[0]
+        by_source = {}
+        for m in methods:
+            train = _seed_values(roots[0], dataset, m, col)
+            data = [train[0]] + [_seed_values(r, dataset, m, col)[0] for r in roots[1:]] if 0 in train else []
+            by_source[m] = {"training seeds": list(train.values()), "data seeds": data}
+        for source in ("training seeds", "data seeds"):
+            for m in methods:
+                vals = by_source[m][source]
+                rows.append({"dataset": dataset, "column": name, "method": m, "source": source, "n": len(vals),
+                             "mean": _round(statistics.fmean(vals)) if vals else "",
+                             "std": _round(statistics.stdev(vals)) if len(vals) > 1 else ""})
+            a, b = (by_source[m][source] for m in methods)
+            diffs = [x - y for x, y in zip(a, b)]
+            row = {"dataset": dataset, "column": name, "method": f"{methods[0]} - {methods[1]}", "source": source,
+                   "n": len(diffs), "mean": _round(statistics.fmean(diffs)) if diffs else ""}
+            if len(diffs) > 1:
+                mean, low, high = paired_ci(diffs)
+                row |= {"std": _round(statistics.stdev(diffs)), "ci95_low": _round(low), "ci95_high": _round(high)}
+            rows.append(row)
+    return rows
+
+
 # Table 5: the module a sensitivity setting belongs to, and the health numbers shown for it.
 MODULE_OF_SETTING = {"losses.prototypes": "prototypes", "losses.relation": "relation", "losses.moco": "moco"}
 TABLE5_HEALTH = {"prototypes": ("code_entropy", "code_agreement", "grad_ratio"),
@@ -297,5 +336,6 @@ def to_markdown(title: str, rows: list[dict]) -> str:
 
 
 def title_of(name: str) -> str:
-    titles = {"table4": "Table 4: ablations", "table5": "Table 5: sensitivity of each module to its deciding setting"}
+    titles = {"table4": "Table 4: ablations", "table5": "Table 5: sensitivity of each module to its deciding setting",
+              "variance": "Two sources of variance: training seeds against data seeds (whole pipeline)"}
     return titles.get(name) or f"Table {name[-1]}: {TABLES[name][0]}"

@@ -14,18 +14,24 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for the tables (default: results_root from params)")
     p.add_argument("--table5", action="store_true",
                    help="build only Table 5, the sensitivity study (needs the runs of params.yaml: sensitivity)")
-    p.add_argument("--dataset", default="synth", help="Table 5's dataset (default: synth)")
+    p.add_argument("--dataset", default="synth", help="Table 5's and --variance's dataset (default: synth)")
+    p.add_argument("--variance", nargs="+", metavar="RESULTS_ROOT", default=None,
+                   help="build only variance.{csv,md}: the spread over training seeds (every seed under the "
+                        "first root) against the spread over data seeds (seed 0 of each further root, a "
+                        "whole pipeline rerun with another data seed), for aahr and gpo (make study)")
 
 
 def run(args: argparse.Namespace) -> int:
     from aahr.config import load_params
     from aahr.io import write_text
-    from aahr.tables import build_table5, build_tables, title_of, to_csv, to_markdown
+    from aahr.tables import build_table5, build_tables, title_of, to_csv, to_markdown, variance_rows
 
     params = load_params(args.params)
     results = Path(params["results_root"])
     out = Path(args.out) if args.out else results
-    if args.table5:
+    if args.variance:
+        tables = {"variance": variance_rows([Path(r) for r in args.variance], args.dataset)}
+    elif args.table5:
         tables = {"table5": build_table5(params, args.dataset, params["sensitivity_seeds"])}
     else:
         datasets = {d: (Path(params["data_root"]) / d / "raw" if d == "synth" else None) for d in params["datasets"]}
