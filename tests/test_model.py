@@ -439,3 +439,63 @@ def test_warmups_switch_terms_on_at_their_iterations():
     assert at[0]["relation"].item() == 0 and at[0]["prototypes"].item() == 0
     assert at[1]["prototypes"].item() == 0                               # on when it > 1 (strictly)
     assert at[2]["relation"].item() > 0 and at[2]["prototypes"].item() > 0   # relation on when it >= 2
+
+
+def test_fine_grained_similarity_equals_the_masked_reference_on_a_random_batch():
+    torch.manual_seed(1)
+    bi, bt, k, length, e = 5, 6, 4, 7, 8
+    regions, words = torch.randn(bi, k, e), torch.randn(bt, length, e)
+    region_mask = torch.rand(bi, k) > 0.3
+    region_mask[:, 0] = True
+    word_mask = torch.arange(length)[None] < torch.randint(1, length + 1, (bt,))[:, None]
+    i2t, t2i = fine_grained_similarity(regions, region_mask, words, word_mask, chunk=2)
+    # the definition, pair by pair, on the valid fragments only
+    for a in range(bi):
+        for b in range(bt):
+            r, w = l2n(regions[a][region_mask[a]]), l2n(words[b][word_mask[b]])
+            sim = torch.nn.functional.leaky_relu(w @ r.T, 0.1)                   # words x regions
+            t2i_ref = (sim / sim.norm(dim=0, keepdim=True)).amax(1).mean()
+            i2t_ref = (sim / sim.norm(dim=1, keepdim=True)).amax(0).mean()
+            assert t2i[b, a].item() == pytest.approx(t2i_ref.item(), abs=1e-5)
+            assert i2t[a, b].item() == pytest.approx(i2t_ref.item(), abs=1e-5)
+
+
+def test_a_training_step_matches_the_unoptimised_reference_forms(monkeypatch):
+    """The fast paths (K of the valid fragments only; the fine-grained similarity without masking
+    passes) give one step's loss terms and gradients of the direct forms, on a fixed batch."""
+    import aahr.model.relation as relation
+
+    def dense_weights(self, x, mask, query):                            # every fragment, then masked
+        b, length, e = x.shape
+        q = l2n(self.q(query).view(b, self.heads, e))
+        k = l2n(self.k(x).view(b, length, self.heads, e))
+        return torch.einsum("blhe,bhe->bhl", k, q).masked_fill(~mask[:, None, :], -torch.inf).softmax(-1)
+
+    def reference_similarity(regions, region_mask, words, word_mask, chunk=32):
+        i2t, t2i = torch.zeros(len(regions), len(words)), torch.zeros(len(words), len(regions))
+        for a in range(len(regions)):
+            for b in range(len(words)):
+                r, w = l2n(regions[a][region_mask[a]].float()), l2n(words[b][word_mask[b]].float())
+                sim = torch.nn.functional.leaky_relu(w @ r.T, 0.1)
+                t2i[b, a] = (sim / sim.norm(dim=0, keepdim=True).clamp_min(1e-12)).amax(1).mean()
+                i2t[a, b] = (sim / sim.norm(dim=1, keepdim=True).clamp_min(1e-12)).amax(0).mean()
+        return i2t, t2i
+
+    def one_step():
+        model = tiny_model()
+        torch.manual_seed(5)
+        out = model(tiny_batch())
+        terms = model.loss_terms(out, 10 ** 6, 5, 10, torch.Generator().manual_seed(0))
+        sum(terms.values()).backward()
+        return ({k: v.item() for k, v in terms.items()},
+                {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+    fast_terms, fast_grads = one_step()
+    monkeypatch.setattr(AttentionPooling, "weights", dense_weights)
+    monkeypatch.setattr(relation, "fine_grained_similarity", reference_similarity)
+    ref_terms, ref_grads = one_step()
+    assert fast_terms == pytest.approx(ref_terms, rel=1e-5, abs=1e-6)
+    assert fast_grads.keys() == ref_grads.keys()
+    for name, g in fast_grads.items():
+        diff, size = (g - ref_grads[name]).norm().item(), ref_grads[name].norm().item()
+        assert diff <= 1e-4 * size + 1e-5, (name, diff, size)           # float32 summation order only

@@ -76,8 +76,14 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     assert float(aahr_row["rsum_std"]) == round(statistics.stdev(rsums), 2)
     for n in (2, 3, 4):
         assert (project / f"results/tiny/table{n}.csv").is_file() and (project / f"results/tiny/table{n}.md").is_file()
-    for name in ("training_curves", "recall_at_k", "ablations", "qualitative"):
+    for name in ("training_curves", "recall_at_k", "ablations", "qualitative", "module_health"):
         assert (project / f"results/tiny/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(project / "results/tiny/module_health.csv") as f:
+        health = list(csv.DictReader(f))
+    assert list(health[0]) == ["variant", "seed", "module", "metric", "value", "inert"]
+    modules = {(r["variant"], r["module"]) for r in health}
+    assert {("aahr", m) for m in ("prototypes", "moco", "relation", "fusion")} <= modules
+    assert not any(v == "gpo" for v, _ in modules) and ("no_moco", "moco") not in modules
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=venv_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
@@ -95,6 +101,18 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     planned = [line.split()[-1].rstrip(":") for line in one.stdout.splitlines() if line.startswith(("rule ", "localrule "))]
     assert sorted(planned) == ["evaluate_synth", "train_synth"], one.stdout[-3000:]
     assert "no_moco" in one.stdout and "variant=aahr" not in one.stdout
+
+
+def test_the_study_target_adds_table5_from_the_sensitivity_rows(project):
+    proc = snakemake(project, "study")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(project / "results/tiny/table5.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"aahr", "eps_005"}                            # tests/configs/tiny.yaml: sensitivity
+    assert rows["eps_005"]["setting"] == "losses.prototypes.epsilon=0.05"
+    assert rows["aahr"]["prototypes_inert"] in ("yes", "no") and float(rows["eps_005"]["rsum_1k"]) >= 0
+    ckpt = torch.load(project / "data/tiny/synth/runs/eps_005/seed0/best.pt", weights_only=True)
+    assert ckpt["fingerprint"]["losses"]["prototypes"]["epsilon"] == 0.05
 
 
 def test_the_report_holds_the_figures(project):

@@ -84,7 +84,9 @@ def every_run(dataset, pattern):
 
 def sensitivity_runs(pattern):
     """`pattern` for aahr and every Table 5 row, on the sensitivity seeds."""
-    return expand(pattern, variant=["aahr"] + SENSITIVITY, seed=config["sensitivity_seeds"])
+    return expand(
+        pattern, variant=["aahr"] + SENSITIVITY, seed=config["sensitivity_seeds"]
+    )
 
 
 def run_settings(wildcards):

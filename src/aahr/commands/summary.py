@@ -15,7 +15,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _synth_raw(folder: Path) -> list[str]:
     summary = json.loads((folder / "summary.json").read_text())
-    lines = [f"synth dataset: {folder}/ (generated in {summary['seconds']} s)"]
+    lines = [f"synth dataset: {folder}/ (seed {summary['seed']})"]
     for split, s in summary["splits"].items():
         line = f"  {split:8s} {s['images']:6d} images, {s['captions']:6d} captions"
         if "ceiling" in s:

@@ -63,14 +63,21 @@ class AttentionPooling(nn.Module):
         nn.init.uniform_(self.v_bias, -bound, bound)
 
     def weights(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """x: B x L x E, mask: B x L, query: B x E -> attention B x h x L (rows sum to 1)."""
+        """x: B x L x E, mask: B x L, query: B x E -> attention B x h x L (rows sum to 1).
+
+        With ``mask_padding``, K is computed for the valid fragments only (the padded ones get
+        weight 0 anyway): the h full-width K projections are the pooling's main cost."""
         b, length, e = x.shape
         q = l2n(self.q(query).view(b, self.heads, e))                               # B x h x E
-        k = l2n(self.k(x).view(b, length, self.heads, e))                           # B x L x h x E
-        scores = torch.einsum("blhe,bhe->bhl", k, q)                                # B x h x L
-        if self.mask_padding:
-            scores = scores.masked_fill(~mask[:, None, :], -torch.inf)
-        return scores.softmax(-1)
+        if not self.mask_padding:
+            k = l2n(self.k(x).view(b, length, self.heads, e))                       # B x L x h x E
+            return torch.einsum("blhe,bhe->bhl", k, q).softmax(-1)
+        rows = mask.nonzero(as_tuple=True)                                          # N valid (sample, slot)
+        k = l2n(self.k(x[rows]).view(-1, self.heads, e))                            # N x h x E
+        valid = (k * q[rows[0]]).sum(-1)                                            # N x h
+        scores = valid.new_full((b, length, self.heads), -torch.inf)
+        scores = scores.index_put(rows, valid)                                      # B x L x h
+        return scores.transpose(1, 2).softmax(-1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """-> B x E."""
