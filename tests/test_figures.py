@@ -34,6 +34,22 @@ def test_every_figure_is_a_png_of_the_expected_size(tmp_path):
     rows = [{"method": "aahr", "rsum_1k": "250.5"}, {"method": "gpo", "rsum_1k": "270.0"}]
     ablations(rows, tmp_path / "a.png", ceiling=409.0)
     assert _png_size(tmp_path / "a.png") == (715, 396)
+    with_std = [dict(r, rsum_1k_std="3.5", seeds="0 1 2") for r in rows]
+    ablations(with_std, tmp_path / "b.png", ceiling=None)             # error bars over the seeds
+    assert (tmp_path / "b.png").read_bytes() != (tmp_path / "a.png").read_bytes()
+
+
+def test_the_module_health_figure_draws_every_panel_and_the_thresholds(tmp_path):
+    from aahr.figures import module_health
+    from aahr.health import key
+
+    rule = {"max_code_entropy": 0.99, "min_top1_over_chance": 5, "min_grad_ratio": 0.01, "gate_min": 0.01,
+            "gate_max": 0.99}
+    log = [{"epoch": e, key("prototypes", "code_entropy"): 0.999, key("moco", "top1"): 0.01 * e,
+            key("moco", "top1_chance"): 1 / 2049, key("relation", "grad_ratio"): 0.5,
+            key("fusion", "gate_mean"): 0.5} for e in (1, 2, 3)]
+    module_health({"aahr": log, "gpo": [{"epoch": 1}]}, tmp_path / "h.png", rule)
+    assert _png_size(tmp_path / "h.png") == (1700, 680)                 # 17 x 6.8 inches at 100 dpi
 
 
 def test_a_missing_log_is_named(tmp_path):

@@ -177,3 +177,15 @@ def test_variance_rows_separate_training_seeds_from_data_seeds(tmp_path):
     assert rows[("rsum_1k", "aahr", "data seeds")]["mean"] == 200.0 and rows[("rsum_1k", "aahr", "data seeds")]["std"] == 20.0
     diff = rows[("rsum_1k", "aahr - gpo", "data seeds")]
     assert diff["mean"] == pytest.approx((10 + 40 - 20) / 3, abs=0.01) and diff["ci95_low"] < 0 < diff["ci95_high"]
+
+
+def test_the_regime_ratio_is_the_zero_shot_rsum_over_the_baselines(layout):
+    from aahr.tables import regime_rows
+
+    results, raw = layout
+    rows = regime_rows(build_tables(results, {"synth": raw}, VARIANTS, [0, 1]))
+    synth = next(r for r in rows if r["dataset"] == "synth")
+    assert synth["global_rsum"] == 100.0 and synth["baseline_rsum"] == 108.0       # gpo: mean of 103 and 113
+    assert synth["ratio"] == round(100 / 108, 3)
+    paper = {r["dataset"]: r["ratio"] for r in rows if r["source"].startswith("reported")}
+    assert paper == {"f30k": round(526.86 / 513.5, 3), "coco": round(403.66 / 434.3, 3)}

@@ -307,3 +307,13 @@ def test_a_tampered_checkpoint_is_refused_without_running_its_code(full_run, dat
     torch.save(ckpt, run / "last.pt")                           # nor is it resumed from
     assert train_cli(params_file(tmp_path, data_root), run, "--resume") == 2
     assert not (tmp_path / "pwned").exists()
+
+
+def test_train_warns_naming_a_module_that_is_inert(data_root, tmp_path, capsys):
+    params = yaml.safe_load(params_file(tmp_path, data_root, epochs=1).read_text())
+    params["losses"]["prototypes"]["weight"] = 0.0                      # a dead term: no gradient at all
+    path = tmp_path / "dead.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert train_cli(path, tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert "the prototypes module looks inert" in err and "gradient 0.0000 x the triplet term's" in err

@@ -84,16 +84,21 @@ def recall_at_k(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path,
 
 
 def ablations(rows: list[dict], out: Path, ceiling: float | None, column: str = "rsum_1k") -> None:
-    """rows: the ablation table's rows (one per variant)."""
+    """rows: the ablation table's rows (one per variant); with several seeds, error bars of one
+    standard deviation over the seeds."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     names = [r["method"] for r in rows]
     values = [float(r[column]) for r in rows]
-    bars = ax.bar(names, values, color=["tab:red" if n == "aahr" else "tab:blue" for n in names])
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    errors = [float(r[f"{column}_std"]) if r.get(f"{column}_std") not in (None, "") else 0.0 for r in rows]
+    bars = ax.bar(names, values, yerr=errors if any(errors) else None, capsize=4,
+                  color=["tab:red" if n == "aahr" else "tab:blue" for n in names])
+    ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center", color="white")
     if ceiling is not None:
         ax.axhline(ceiling, color="k", linestyle="--", label=f"oracle ceiling {ceiling:.1f}")
         ax.legend(fontsize=8, loc="lower right")
-    ax.set(title="Ablations: test rsum, 1K protocol", ylabel="rsum")
+    seeds = rows[0].get("seeds", "") if rows else ""
+    bars_of = f", mean ± std over seeds {seeds}" if any(errors) else ""
+    ax.set(title=f"Ablations: test rsum, 1K protocol{bars_of}", ylabel="rsum")
     fig.tight_layout()
     fig.savefig(out, dpi=110, format="png")
     plt.close(fig)

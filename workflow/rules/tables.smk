@@ -17,9 +17,11 @@ rule tables:
             "commands/tables.py",
             "reference/paper_results.csv",
             "reference/eccv_results.csv",
+            "reference/global_branch_regime.csv",
         ),
     output:
         expand(f"{RESULTS}/table{{n}}.{{ext}}", n=[1, 2, 3, 4], ext=["csv", "md"]),
+        expand(f"{RESULTS}/regime.{{ext}}", ext=["csv", "md"]),
     log:
         f"{LOGS}/tables.log",
     conda:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("Build results/table{1,2,3,4}.csv (+ .md) from the evaluated runs and the synth ceiling; "
+HELP = ("Build results/table{1,2,3,4}.csv and regime.csv (+ .md) from the evaluated runs and the synth ceiling; "
         "with --table5, results/table5 from the sensitivity runs.")
 
 
@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from aahr.config import load_params
     from aahr.io import write_text
-    from aahr.tables import build_table5, build_tables, title_of, to_csv, to_markdown, variance_rows
+    from aahr.tables import (build_table5, build_tables, regime_rows, title_of, to_csv, to_markdown,
+                             variance_rows)
 
     params = load_params(args.params)
     results = Path(params["results_root"])
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         datasets = {d: (Path(params["data_root"]) / d / "raw" if d == "synth" else None) for d in params["datasets"]}
         tables = build_tables(results, datasets, list(params["variants"]), params["seeds"])
+        tables["regime"] = regime_rows(tables)
     for name, rows in tables.items():  # all computed before anything is written
         write_text(out / f"{name}.csv", to_csv(rows))
         write_text(out / f"{name}.md", to_markdown(title_of(name), rows))
