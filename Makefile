@@ -27,8 +27,8 @@ reproduce: $(STAMP)
 # for aahr and gpo; then the two sources of variance side by side (results/study/variance.md).
 DATA_SEEDS := 1 2
 study: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile configs/study.yaml study
-	for s in $(DATA_SEEDS); do $(BIN)/snakemake --cores $(CORES) --configfile configs/study_data$$s.yaml \
+	$(BIN)/snakemake study --cores $(CORES) --configfile configs/study.yaml
+	for s in $(DATA_SEEDS); do $(BIN)/snakemake --cores $(CORES) --configfile configs/study_data$$s.yaml -- \
 	  $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) || exit 1; done
 	$(BIN)/aahr tables --params params.yaml --variance results/study $(foreach s,$(DATA_SEEDS),results/study/data$(s)) \
 	  --out results/study

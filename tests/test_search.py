@@ -239,11 +239,13 @@ def test_search_cli_prints_marked_results_and_draws_the_grid(world, tmp_path, ca
     assert any(m in text for m in (TRUE, EXTENDED, ERROR))
     assert png_size(out) == (3 * 160, 200 + 30)
     image_id = int((world["raw"] / "test_ids.txt").read_text().split()[0])
-    assert cli(world, "search", "--run", str(world["run"]), "--image", str(image_id), "--top", "4") == 0
+    n_captions = len(read_captions(world["raw"], "test"))
+    assert cli(world, "search", "--run", str(world["run"]), "--image", str(image_id), "--top", str(n_captions)) == 0
     text = capsys.readouterr().out
     assert "read from" in text and "gallery_test.npz" in text                  # the cached gallery
     lines = [ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]
-    assert len(lines) == 4 and "true positive" in text
+    assert len(lines) == n_captions                                             # every caption, ranked
+    assert sum("true positive" in ln for ln in lines) == 5                      # the image's own five
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -318,7 +320,9 @@ def test_qualitative_grid_is_a_png_of_the_expected_size_and_deterministic(world,
     pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
     green = (np.abs(pixels - [0x2C, 0xA0, 0x2C]).sum(-1) < 30).sum()
     red = (np.abs(pixels - [0xD6, 0x27, 0x28]).sum(-1) < 30).sum()
-    assert red > 0 and (green > 0) == any(h["mark"] == TRUE for q in queries for h in q["hits"])
+    assert red > 0                                                     # errors are marked (synth shapes can be
+    if any(h["mark"] == TRUE for q in queries for h in q["hits"]):     # green too: green alone proves nothing)
+        assert green > 0
 
 
 def test_search_and_image_helpers_reject_bad_ids(world):

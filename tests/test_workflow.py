@@ -104,7 +104,7 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
 
 
 def test_the_study_target_adds_table5_from_the_sensitivity_rows(project):
-    proc = snakemake(project, "study")
+    proc = snakemake(project, "--", "study")          # after --configfile FILE..., a target needs the --
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(project / "results/tiny/table5.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
