@@ -347,7 +347,7 @@ def to_markdown(title: str, rows: list[dict]) -> str:
         std, low, high = r.get(f"{c}_std"), r.get(f"{c[:-5]}_ci95_low"), r.get(f"{c[:-5]}_ci95_high")
         if c.endswith("_diff") and isinstance(low, float):
             return f"{v:+.1f} [{low:+.1f}, {high:+.1f}]"
-        if abs(v) < 1 and v != 0:
+        if c == "ratio" or (abs(v) < 1 and v != 0):
             return f"{v:.3f}"
         return f"{v:.1f} ± {std:.1f}" if isinstance(std, float) else f"{v:.1f}"
 
