@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -120,26 +121,28 @@ def module_health(logs: dict[str, list[dict]], out: Path, rule: dict) -> None:
     from aahr.health import key
 
     fig, axes = plt.subplots(2, 4, figsize=(17, 6.8))
+    colour = {v: f"C{i}" for i, v in enumerate(logs)}                 # one colour per variant in every panel
     for ax, (module, metric, title, threshold) in zip(axes.flat, HEALTH_PANELS):
         name = key(module, metric)
         for variant, log in logs.items():
             pts = [(r["epoch"], r[name]) for r in log if name in r]
             if pts:
-                ax.plot(*zip(*pts), marker=".", label=variant)
+                ax.plot(*zip(*pts), marker=".", color=colour[variant])
         if threshold is not None:
-            ax.axhline(rule[threshold], color="k", linestyle="--", linewidth=0.8, label="inert threshold")
+            ax.axhline(rule[threshold], color="k", linestyle="--", linewidth=0.8)
         if metric == "grad_ratio":
             ax.set_yscale("log")
         if metric == "top1":
             chance = [r[key("moco", "top1_chance")] for lg in logs.values() for r in lg if key("moco", "top1_chance") in r]
             if chance:
-                ax.axhline(rule["min_top1_over_chance"] * chance[-1], color="k", linestyle="--", linewidth=0.8,
-                           label=f"{rule['min_top1_over_chance']:g} x chance")
+                ax.axhline(rule["min_top1_over_chance"] * chance[-1], color="k", linestyle="--", linewidth=0.8)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker=".", label=v) for v, c in colour.items()]
+    handles.append(matplotlib.lines.Line2D([], [], color="k", linestyle="--", linewidth=0.8, label="inert threshold"))
+    axes.flat[0].legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
