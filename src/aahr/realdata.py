@@ -38,7 +38,7 @@ _SCAN_BYTES = 64 << 20          # NaN / inf scan: rows per chunk so that a chunk
 _ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line ends for str.splitlines, not for editors
 
 # What `aahr download` prints when the data is not there; README's "Run on the real datasets" quotes
-# it. Sizes: 36 x 2048 x 4 bytes = 295 KB per image (../shared/spec/EVALUATION.md).
+# it. Sizes: 36 x 2048 x 4 bytes = 295 KB per image (docs/evaluation.md).
 INSTRUCTIONS = """\
 no complete copy of the {name} features in {root}/{dataset}/precomp or {root}/{dataset}_precomp;
 aahr does not download them (the copies move and cannot be verified here). Place these files in
