@@ -137,11 +137,13 @@ def paired_columns(results: Path, dataset: str, method: str, seeds: list[int]) -
     """The paired differences to aahr of the rsum columns, with their 95% intervals (>= 2 seeds)."""
     if method == "aahr" or len(seeds) < 2:
         return {}
+    mine = [(p, _load(p)) for p in metric_paths(results, dataset, method, seeds)]     # each file read once
+    base = [(p, _load(p)) for p in metric_paths(results, dataset, "aahr", seeds)]
     cells = {}
     for col, prefixes, key in ABLATION_COLUMNS[:2]:
-        mine = _per_seed(metric_paths(results, dataset, method, seeds), prefixes, key)
-        base = _per_seed(metric_paths(results, dataset, "aahr", seeds), prefixes, key)
-        mean, low, high = paired_ci([a - b for a, b in zip(mine, base)])
+        diffs = [float(m[f"{_prefix(m, prefixes, p)}_{key}"]) - float(b[f"{_prefix(b, prefixes, q)}_{key}"])
+                 for (p, m), (q, b) in zip(mine, base)]
+        mean, low, high = paired_ci(diffs)
         cells |= {f"{col}_diff": _round(mean), f"{col}_ci95_low": _round(low), f"{col}_ci95_high": _round(high)}
         if col == "rsum_1k":
             cells["rsum_1k_verdict"] = verdict(method, low, high)

@@ -14,9 +14,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for the tables (default: results_root from params)")
     p.add_argument("--table5", action="store_true",
                    help="build only Table 5, the sensitivity study (needs the runs of params.yaml: sensitivity)")
-    p.add_argument("--results", default=None, help="where the metrics are (default: results_root from params)")
-    p.add_argument("--variants", nargs="+", default=None, help="Table 4's rows (default: every variant of params)")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: seeds of params)")
     p.add_argument("--dataset", default="synth", help="Table 5's and --variance's dataset (default: synth)")
     p.add_argument("--variance", nargs="+", metavar="RESULTS_ROOT", default=None,
                    help="build only variance.{csv,md}: the spread over training seeds (every seed under the "
@@ -31,16 +28,6 @@ def run(args: argparse.Namespace) -> int:
                              variance_rows)
 
     params = load_params(args.params)
-    if args.results:
-        params["results_root"] = args.results
-    if args.seeds:
-        params["seeds"] = args.seeds
-    if args.variants:
-        unknown = sorted(set(args.variants) - set(params["variants"]))
-        if unknown:
-            from aahr.config import ConfigError
-            raise ConfigError(f"{args.params}: unknown variants {', '.join(unknown)}")
-        params["variants"] = {v: params["variants"][v] for v in args.variants}
     results = Path(params["results_root"])
     out = Path(args.out) if args.out else results
     if args.variance:
