@@ -27,15 +27,14 @@ reproduce: $(STAMP)
 # for aahr and gpo; then the two sources of variance side by side (results/study/variance.md).
 # The study runs many small jobs: one thread per job and CORES jobs at once (JOB_THREADS) does more
 # work per second than one job on every core (an aahr step on 1 thread takes 1.4x its time on 2, see
-# the README's Performance section), and the data seeds' pipelines run side by side.
+# the README's Performance section). One Snakemake at a time: they share .snakemake/aahr-params.yaml.
 DATA_SEEDS  := 1 2
 JOB_THREADS ?= 1
+SNAKE_STUDY := $(BIN)/snakemake --cores $(CORES) --max-threads $(JOB_THREADS)
 study: $(STAMP)
-	$(BIN)/snakemake study --cores $(CORES) --max-threads $(JOB_THREADS) --configfile configs/study.yaml
-	pids=; for s in $(DATA_SEEDS); do \
-	  $(BIN)/snakemake --cores $(JOB_THREADS) --configfile configs/study_data$$s.yaml -- \
-	    $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) & pids="$$pids $$!"; \
-	done; for p in $$pids; do wait $$p || exit 1; done
+	$(SNAKE_STUDY) study --configfile configs/study.yaml
+	for s in $(DATA_SEEDS); do $(SNAKE_STUDY) --configfile configs/study_data$$s.yaml -- \
+	  $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) || exit 1; done
 	$(BIN)/aahr tables --params params.yaml --variance results/study $(foreach s,$(DATA_SEEDS),results/study/data$(s)) \
 	  --out results/study
 
