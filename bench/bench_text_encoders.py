@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from aahr.features.text import BertTextEncoder, BiGRUTextEncoder, Vocabulary
+    from aahr.text import BertTextEncoder, BiGRUTextEncoder, Vocabulary
 
     caps = captions(max(args.batch, 2000))
     batch = caps[:args.batch]

@@ -38,8 +38,10 @@ from aahr.config import load_params
 from aahr.features.store import load_global, load_regions
 from aahr.model.aahr import build_model
 from aahr.model.layers import l2n
-from aahr.training.data import GlobalBatchSampler, PairDataset, Split, dataset_folders
-from aahr.training.loop import build_tokenizer, optimizer_for, vocab_size
+from aahr.inference import build_tokenizer
+from aahr.splits import Split, dataset_folders
+from aahr.training.data import GlobalBatchSampler, PairDataset
+from aahr.training.loop import optimizer_for, vocab_size
 from aahr.data import read_captions
 
 
@@ -246,7 +248,7 @@ def paper_size(params: dict, steps: int, batch: int, folder: Path) -> dict:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from aahr.config import validate_params
-    from aahr.features.text import packaged_minilm_dir
+    from aahr.text import packaged_minilm_dir
 
     tok = BertTokenizerFast.from_pretrained(packaged_minilm_dir(), local_files_only=True)
     torch.manual_seed(0)

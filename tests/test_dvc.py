@@ -87,3 +87,21 @@ def test_exp_run_on_one_variant_reruns_only_that_variant(repo, env):
     out = run([str(BIN / "dvc"), "exp", "run", "-S", "variants.no_moco.fragment_transformer=false"], repo, env)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
     assert ran == {"train_synth@no_moco-0", "evaluate_synth@no_moco-0", "tables", "figures"}, out[-3000:]
+
+
+def test_editing_a_module_a_stage_imports_makes_the_stage_stale(repo, env):
+    """The code inputs follow the imports (aahr.sources): evaluation.py is not named by any rule, yet
+    training selects its model on dev with it, so editing it makes every training stale, for DVC
+    and for Snakemake, while the data generation stays current."""
+    module = repo / "src/aahr/evaluation.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        status = run([str(BIN / "dvc"), "status"], repo, env)
+        stale = {line.split(":")[0].strip() for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")}
+        assert {"train_synth@aahr-0", "train_synth@gpo-0", "evaluate_synth@aahr-0"} <= stale, status
+        assert "generate_synth" not in stale and "regions_synth" not in stale, status
+        dry = run([str(BIN / "snakemake"), "--cores", "1", "--dry-run", "--rerun-triggers", "code"], repo, env)
+        assert "rule train_synth:" in dry and "rule generate_synth:" not in dry, dry[-3000:]
+    finally:
+        module.write_text(original)

@@ -17,7 +17,7 @@ import pytest
 from aahr.cli import main
 from aahr.data import load_positives, positive_lists
 from aahr.errors import AahrError
-from aahr.evaluation import (EvaluationError, eccv_metrics, eccv_test_ids, ensemble, evaluate_protocols,
+from aahr.evaluation import (EvaluationError, eccv_metrics, eccv_test_ids, evaluate_protocols,
                              extended_metrics, fold5_metrics, retrieval_metrics, retrieval_ranks)
 
 ALL_KEYS = ["i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "i2t_meanr",
@@ -286,23 +286,6 @@ def test_oracle_on_tiny_synth(tiny_synth):
 
 
 # ---------------------------------------------------------------------------------------------
-# Ensembles
-
-
-def test_ensemble_averages_and_checks_shapes():
-    a = np.arange(20, dtype=np.float32).reshape(2, 10)
-    b = np.ones((2, 10), np.float32)
-    e = ensemble([a, b])
-    assert e.dtype == np.float32
-    np.testing.assert_array_equal(e, (a + 1) / 2)
-    assert ensemble([a, b.astype(np.float64)]).dtype == np.float64
-    with pytest.raises(EvaluationError, match="shape"):
-        ensemble([a, np.ones((2, 15))])
-    with pytest.raises(EvaluationError, match="at least one"):
-        ensemble([])
-
-
-# ---------------------------------------------------------------------------------------------
 # Bad input
 
 
@@ -331,8 +314,6 @@ def test_nan_position_is_reported():
         retrieval_metrics(sims)
     with pytest.raises(EvaluationError, match="NaN"):
         extended_metrics(sims, [[0]] * 3, [[0]] * 15)
-    with pytest.raises(EvaluationError, match="NaN"):
-        ensemble([sims, sims])
 
 
 @pytest.mark.parametrize("i2t, t2i, message", [

@@ -19,7 +19,7 @@ from PIL import Image
 
 from aahr.cli import main
 from aahr.features import store
-from aahr.features.common import box_geometry, retrieval_recalls
+from aahr.features.common import box_geometry
 
 SPLITS = ("pretrain", "train", "dev", "test")
 TINY_SIZES = {"pretrain": 120, "train": 60, "dev": 20, "test": 40}
@@ -188,19 +188,6 @@ def test_npy_writer_is_atomic(tmp_path):
     assert np.load(target).tolist() == [[2, 2]] * 3 and leftovers(tmp_path) == []
 
 
-def test_recalls_follow_the_protocol_and_ties_count_against_the_query():
-    rng = np.random.default_rng(0)
-    img = rng.normal(size=(20, 8)).astype(np.float32)
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    perfect = np.repeat(img, 5, axis=0)
-    r = retrieval_recalls(img, perfect)
-    assert r["i2t_r1"] == 100.0 and r["t2i_r1"] == 100.0 and r["rsum"] == 600.0
-    const = retrieval_recalls(np.ones((20, 4), np.float32), np.ones((100, 4), np.float32))
-    assert const["i2t_r1"] == 0.0 and const["t2i_r10"] == 0.0
-    shifted = np.roll(perfect, 5, axis=0)  # every caption describes the next image
-    assert retrieval_recalls(img, shifted)["t2i_r1"] == 0.0
-
-
 def test_box_geometry_is_relative_to_each_image():
     g = box_geometry(np.array([[[0, 0, 50, 20]], [[10, 10, 20, 20]]], np.float32), np.array([[20, 100], [40, 40]]))
     np.testing.assert_allclose(g[0, 0], [0, 0, 0.5, 1.0, 0.5])
@@ -235,7 +222,7 @@ def test_global_branch_writes_normalised_embeddings_deterministically(tiny_synth
 
 def test_global_branch_vocabulary_is_built_from_pretrain_captions_only(tiny_synth):
     from aahr.data import read_captions
-    from aahr.features.text import Vocabulary
+    from aahr.text import Vocabulary
 
     caps = read_captions(tiny_synth, "pretrain")
     vocab = Vocabulary.build(caps)
@@ -344,7 +331,7 @@ def test_openclip_path_embeds_real_images_and_captions(tmp_path):
 
 
 def test_packaged_minilm_loads_offline_and_gives_384_wide_words(monkeypatch):
-    from aahr.features.text import BertTextEncoder, load_text_backbone, packaged_minilm_dir
+    from aahr.text import BertTextEncoder, load_text_backbone, packaged_minilm_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -364,14 +351,14 @@ def test_packaged_minilm_loads_offline_and_gives_384_wide_words(monkeypatch):
 
 
 def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
-    from aahr.features.text import TextBackboneError, load_text_backbone
+    from aahr.text import TextBackboneError, load_text_backbone
 
     with pytest.raises(TextBackboneError, match="not a local Hugging Face model folder"):
         load_text_backbone(tmp_path)
 
 
 def test_bigru_text_encoder_masks_padding():
-    from aahr.features.text import BiGRUTextEncoder, Vocabulary
+    from aahr.text import BiGRUTextEncoder, Vocabulary
 
     vocab = Vocabulary.build(["a red star", "a blue ring left of a red star"])
     enc = BiGRUTextEncoder(len(vocab), 8, 8, 16)

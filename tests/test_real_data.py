@@ -25,7 +25,7 @@ def _random_bert(folder: Path) -> Path:
     """A BERT-architecture model with random weights and the packaged MiniLM's WordPiece vocabulary."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from aahr.features.text import packaged_minilm_dir
+    from aahr.text import packaged_minilm_dir
 
     tokenizer = BertTokenizerFast.from_pretrained(packaged_minilm_dir(), local_files_only=True)
     torch.manual_seed(0)

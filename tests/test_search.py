@@ -22,9 +22,10 @@ from aahr import paths
 from aahr.cli import main
 from aahr.data import load_positives, read_captions
 from aahr.evaluation import retrieval_metrics, retrieval_ranks
-from aahr.features.text import tokenize
+from aahr.inspect_figures import qualitative_grid
+from aahr.text import tokenize
 from aahr.search import (DUAL_ENCODER, ERROR, EXTENDED, TRUE, UNLABELLED, QueryEncoder, Searcher,
-                         SearchError, UnknownWordsError, load_gallery, qualitative_grid, search_image,
+                         SearchError, UnknownWordsError, load_gallery, search_image,
                          search_text, top_rows)
 
 from tiny_features import GLOBAL_DIM, REGION_DIM, REGIONS, tiny_train_params
@@ -34,7 +35,7 @@ SPLITS = ("train", "dev", "test")
 
 def _build_world(raw_in: Path, root: Path) -> dict:
     from aahr.features import global_branch as gb
-    from aahr.features.text import Vocabulary
+    from aahr.text import Vocabulary
 
     raw, pre, models = root / "synth" / "raw", root / "synth" / "precomp", root / "synth" / "models"
     for d in (raw, pre, models):
@@ -95,8 +96,8 @@ def world(tiny_synth, tmp_path_factory, one_thread) -> dict:
 @pytest.fixture(scope="module")
 def independent(world) -> dict:
     """The test split's embeddings computed without aahr.search: load_trained + encode_split."""
-    from aahr.training.data import load_split
-    from aahr.training.loop import encode_split, load_trained
+    from aahr.inference import encode_split, load_trained
+    from aahr.splits import load_split
 
     out = {}
     for key in ("run", "run_b"):
@@ -197,7 +198,7 @@ def test_the_gallery_is_embedded_once_and_rebuilt_when_an_input_changes(world, t
 
 def test_the_global_encoder_must_exist_and_reproduce_the_cached_features(world, tmp_path):
     from aahr.features import global_branch as gb
-    from aahr.features.text import Vocabulary
+    from aahr.text import Vocabulary
 
     g = load_gallery(world["run"], world["features"], world["raw"])
     check = (world["features"], "test", g.captions)

@@ -15,7 +15,8 @@ import yaml
 
 from aahr.cli import main
 from aahr.model.aahr import AAHR
-from aahr.training.data import GlobalBatchSampler, PairDataset, Tokenizer, load_split
+from aahr.splits import Tokenizer, load_split
+from aahr.training.data import GlobalBatchSampler, PairDataset
 
 from tiny_features import tiny_train_params, write_tiny_features
 
@@ -87,7 +88,7 @@ def test_every_epoch_logs_the_health_of_every_module_that_is_on(full_run):
 
 
 def test_the_best_checkpoint_alone_restores_the_model_and_its_dev_metrics(full_run, data_root):
-    from aahr.training.loop import evaluate_split, load_trained
+    from aahr.inference import evaluate_split, load_trained
 
     model, tokenizer, ckpt = load_trained(full_run / "best.pt")
     dev = load_split(data_root / "synth" / "precomp", data_root / "synth" / "raw", "dev", with_global=True)
@@ -139,7 +140,7 @@ def test_resume_matching_resumes_the_same_settings_and_restarts_changed_ones(ful
 
 def test_evaluate_run_embeds_the_test_split_with_the_best_checkpoint(full_run, data_root, tmp_path):
     from aahr.commands.evaluate import model_sims
-    from aahr.training.loop import encode_split, load_trained
+    from aahr.inference import encode_split, load_trained
 
     pre, raw = data_root / "synth" / "precomp", data_root / "synth" / "raw"
     assert main(["evaluate", "--run", str(full_run), "--features", str(pre), "--captions", str(raw),
@@ -233,7 +234,7 @@ def test_global_batches_split_over_processes_cover_the_same_pairs():
 
 
 def test_augmentation_is_seeded_per_item_and_keeps_something(tiny_synth, data_root):
-    from aahr.features.text import Vocabulary
+    from aahr.text import Vocabulary
 
     split = load_split(data_root / "synth" / "precomp", data_root / "synth" / "raw", "dev", with_global=True)
     tok = Tokenizer(16, vocab=Vocabulary.build(split.captions))
@@ -251,7 +252,7 @@ def test_augmentation_is_seeded_per_item_and_keeps_something(tiny_synth, data_ro
 
 
 def test_bert_word_augmentation_never_touches_cls_and_sep():
-    from aahr.features.text import packaged_minilm_dir
+    from aahr.text import packaged_minilm_dir
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(packaged_minilm_dir(), local_files_only=True)

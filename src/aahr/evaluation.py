@@ -10,7 +10,6 @@ Protocols (``docs``: /shared/spec/EVALUATION.md):
   [5000 i, 5000 (i+1)), every metric averaged over the N / 1000 folds.
 - :func:`extended_metrics`: mAP@R, R-Precision and R@1 for arbitrary positive sets.
 - :func:`eccv_metrics`: ECCV Caption, COCO 1K / 5K and CxC through the ``eccv_caption`` package.
-- :func:`ensemble`: the average of several models' similarity matrices (the ``*`` rows).
 - :func:`evaluate_protocols`: the hook the ``aahr evaluate`` command (and later the trained-model
   path) calls: several protocols on one similarity matrix, one flat dict of numbers.
 
@@ -40,9 +39,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from aahr.data import CAPTIONS_PER_IMAGE
 from aahr.errors import AahrError
 
-CAPTIONS_PER_IMAGE = 5
 KS = (1, 5, 10)
 FOLD_IMAGES = 1000
 RECALL_KEYS = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)
@@ -564,37 +563,7 @@ def eccv_metrics(sims, image_ids, caption_ids, *, ks: Sequence[int] = KS) -> dic
 
 
 # ----------------------------------------------------------------------------------------------
-# Ensembles and the protocol driver
-
-
-def ensemble(sims_list: Sequence) -> np.ndarray:
-    """The average of several models' similarity matrices (the field's ``*`` ensemble rows).
-
-    Parameters
-    ----------
-    sims_list : sequence of array_like, each shape (n_images, n_captions), all the same shape
-
-    Returns
-    -------
-    ndarray, same shape
-        float32 when every input is float32, else float64; averaged in float64.
-    """
-    if len(sims_list) == 0:
-        raise EvaluationError("ensemble needs at least one similarity matrix")
-    mats = [check_sims(s, None, name=f"sims_list[{i}]") for i, s in enumerate(sims_list)]
-    shapes = {m.shape for m in mats}
-    if len(shapes) > 1:
-        raise EvaluationError(f"ensemble members differ in shape: {[m.shape for m in mats]}")
-    dtype = np.float32 if all(m.dtype == np.float32 for m in mats) else np.float64
-    out = np.empty(mats[0].shape, dtype)
-    rows = max(1, _CHUNK // out.shape[1])
-    for r0 in range(0, out.shape[0], rows):
-        acc = mats[0][r0:r0 + rows].astype(np.float64)
-        for m in mats[1:]:
-            acc += m[r0:r0 + rows]
-        acc /= len(mats)
-        out[r0:r0 + rows] = acc
-    return out
+# The protocol driver
 
 
 def resolve_protocols(protocols: Sequence[str], n_images: int, *, have_positives: bool,

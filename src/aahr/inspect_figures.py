@@ -5,12 +5,13 @@ compare`` and the figure stage's qualitative grid.
   border coloured by its mark (green true positive, orange extended positive, red error, grey
   unlabelled) and a label under it. Pixel-exact size: :func:`grid_size`.
 - :func:`draw_captions`: an image query and its retrieved captions, coloured the same way.
+- :func:`qualitative_grid`: text -> image queries and their top images (the figure stage).
 """
 
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-from aahr.search import ERROR, EXTENDED, MARKS, TRUE, UNLABELLED
+from aahr.data import CAPTIONS_PER_IMAGE
+from aahr.search import (ERROR, EXTENDED, MARKS, TRUE, UNLABELLED, load_gallery, pick_queries, search_text,
+                         text_rank)
 
 DPI = 100
 CELL_PX = 160        # one image cell (square), label included
@@ -126,3 +129,25 @@ def draw_captions(title: str, image: Path, lines: list[tuple[str, str]], out_png
                  ha="left", va="center", fontsize=8.5, color=COLOURS[mark])
     _legend(fig, {m for _, m in lines}, width, height)
     _save(fig, out_png)
+
+
+def qualitative_grid(run_dir, features_dir, raw_dir, out_png, split: str = "test", n_queries: int = 4,
+                     top: int = 5, seed: int = 0, *, device="cpu", cache: bool = True) -> list[dict]:
+    """Text -> image queries (gallery captions of distinct images, chosen by ``seed``) and their top
+    ``top`` images, one row per query, each image's border green (true positive), orange (extended
+    positive) or red (error); the PNG goes to ``out_png`` atomically. The gallery embeddings are
+    cached in ``{run_dir}/gallery_{split}.npz`` unless ``cache`` is False. Returns per query: caption row, caption, its image
+    id, the 0-based rank of that image and the hits (dicts of :class:`Hit`)."""
+    gallery = load_gallery(run_dir, features_dir, raw_dir, split, device, cache=cache)
+    queries, rows = [], []
+    for j in pick_queries(gallery, n_queries, seed):
+        j = int(j)
+        hits = search_text(gallery, gallery.txt[j], top, [j])
+        rank = text_rank(gallery, j)
+        queries.append({"caption_row": j, "caption": gallery.captions[j],
+                        "image_id": int(gallery.ids[j // CAPTIONS_PER_IMAGE]), "rank": rank,
+                        "hits": [asdict(h) for h in hits]})
+        rows.append(Row(f'"{gallery.captions[j]}"  (its image: rank {rank + 1})',
+                        [Cell(gallery.image_file(h.row), f"{h.rank}: {h.score:.2f}", h.mark) for h in hits]))
+    draw_rows(rows, out_png, n_cols=top)
+    return queries

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from aahr.data import CAPTIONS_PER_IMAGE
 from aahr.errors import AahrError
 from aahr.paths import find_precomp, precomp_candidates
 
-CAPTIONS_PER_IMAGE = 5
 FEATURE_DIM = 2048
 DATASETS = ("f30k", "coco")
 SPLITS = {"f30k": ("train", "dev", "test"), "coco": ("train", "dev", "testall")}

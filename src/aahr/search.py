@@ -15,7 +15,6 @@ right and wrong, and compare two runs query by query.
   miss), ``error``, or ``unlabelled`` (a new caption that is no gallery caption has no ground truth).
 - :func:`compare`: per query, the 0-based rank of the first ground-truth item under two runs
   (aahr.evaluation.retrieval_ranks), with a summary and the largest differences.
-- :func:`qualitative_grid`: text -> image queries and their top images in a PNG (the figure stage).
 
 Tie rule, as in aahr.evaluation: ties are broken against the query. A rank counts every
 non-matching item scoring >= the true one, and in a result list a tied wrong item comes first.
@@ -26,7 +25,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -70,10 +69,6 @@ def checkpoint_of(run: str | Path) -> Path:
     if not ckpt.is_file():
         raise SearchError(f"{ckpt}: file not found: {run} holds no trained model (aahr train writes {BEST})")
     return ckpt
-
-
-def cache_path(run: str | Path, split: str) -> Path:
-    return checkpoint_of(run).parent / f"gallery_{split}.npz"
 
 
 def captions_folder(features: Path, raw: Path, split: str) -> Path:
@@ -129,8 +124,8 @@ def _device(device):
 def embed_gallery(checkpoint: Path, features: Path, captions: Path, split: str, device="cpu",
                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(N x E image embeddings v, 5N x E caption embeddings t) of a split, in eval mode."""
-    from aahr.training.data import load_split
-    from aahr.training.loop import encode_split, load_trained
+    from aahr.inference import encode_split, load_trained
+    from aahr.splits import load_split
 
     device = _device(device)
     model, tokenizer, _ = load_trained(checkpoint, device)
@@ -176,7 +171,7 @@ class Gallery:
 
     @cached_property
     def _caption_rows(self) -> dict[str, list[int]]:
-        from aahr.features.text import tokenize
+        from aahr.text import tokenize
 
         index: dict[str, list[int]] = {}
         for j, c in enumerate(self.captions):
@@ -185,7 +180,7 @@ class Gallery:
 
     def caption_rows(self, text: str) -> list[int]:
         """The gallery captions with the same words as ``text`` (case and punctuation ignored)."""
-        from aahr.features.text import tokenize
+        from aahr.text import tokenize
 
         return list(self._caption_rows.get(" ".join(tokenize(text)), []))
 
@@ -274,7 +269,7 @@ class GlobalTextEncoder:
         import torch
 
         from aahr.features.global_branch import DualEncoder
-        from aahr.features.text import Vocabulary
+        from aahr.text import Vocabulary
 
         self.path = Path(path)
         self.device = _device(device)
@@ -292,7 +287,7 @@ class GlobalTextEncoder:
         self.model = model.to(self.device).eval().requires_grad_(False)
 
     def unknown_words(self, text: str) -> list[str]:
-        from aahr.features.text import tokenize
+        from aahr.text import tokenize
 
         return [w for w in tokenize(text) if w not in self.vocab.index]
 
@@ -334,7 +329,7 @@ class QueryEncoder:
     def __init__(self, checkpoint: str | Path, global_encoder: str | Path | None = None, device="cpu",
                  check: tuple[Path, str, list[str]] | None = None):
 
-        from aahr.training.loop import load_trained
+        from aahr.inference import load_trained
 
         self.checkpoint = Path(checkpoint)
         self.device = _device(device)
@@ -358,7 +353,7 @@ class QueryEncoder:
         """{which vocabulary: its unknown words} for ``text`` (empty when every word is known)."""
         out = {}
         if self.tokenizer.vocab is not None:
-            from aahr.features.text import tokenize
+            from aahr.text import tokenize
 
             index = self.tokenizer.vocab.index
             words = [w for w in tokenize(text) if w not in index]
@@ -379,8 +374,8 @@ class QueryEncoder:
         naming words outside a vocabulary (unless ``allow_unknown``: they are read as <unk>)."""
         import torch
 
-        from aahr.features.text import tokenize
-        from aahr.training.loop import to_device
+        from aahr.text import tokenize
+        from aahr.inference import to_device
 
         if not text.strip() or (self.tokenizer.vocab is not None and not tokenize(text)):
             raise SearchError(f"empty query {text!r}: a text query needs at least one word")
@@ -564,27 +559,3 @@ def pick_queries(gallery: Gallery, n_queries: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     images = rng.choice(gallery.n_images, size=min(n_queries, gallery.n_images), replace=False)
     return images * CAPTIONS_PER_IMAGE + rng.integers(CAPTIONS_PER_IMAGE, size=len(images))
-
-
-def qualitative_grid(run_dir, features_dir, raw_dir, out_png, split: str = "test", n_queries: int = 4,
-                     top: int = 5, seed: int = 0, *, device="cpu", cache: bool = True) -> list[dict]:
-    """Text -> image queries (gallery captions of distinct images, chosen by ``seed``) and their top
-    ``top`` images, one row per query, each image's border green (true positive), orange (extended
-    positive) or red (error); the PNG goes to ``out_png`` atomically. The gallery embeddings are
-    cached in ``{run_dir}/gallery_{split}.npz`` unless ``cache`` is False. Returns per query: caption row, caption, its image
-    id, the 0-based rank of that image and the hits (dicts of :class:`Hit`)."""
-    from aahr.inspect_figures import Cell, Row, draw_rows
-
-    gallery = load_gallery(run_dir, features_dir, raw_dir, split, device, cache=cache)
-    queries, rows = [], []
-    for j in pick_queries(gallery, n_queries, seed):
-        j = int(j)
-        hits = search_text(gallery, gallery.txt[j], top, [j])
-        rank = text_rank(gallery, j)
-        queries.append({"caption_row": j, "caption": gallery.captions[j],
-                        "image_id": int(gallery.ids[j // CAPTIONS_PER_IMAGE]), "rank": rank,
-                        "hits": [asdict(h) for h in hits]})
-        rows.append(Row(f'"{gallery.captions[j]}"  (its image: rank {rank + 1})',
-                        [Cell(gallery.image_file(h.row), f"{h.rank}: {h.score:.2f}", h.mark) for h in hits]))
-    draw_rows(rows, out_png, n_cols=top)
-    return queries

@@ -1,10 +1,12 @@
-# Helpers shared by the rules: the validated config, paths, and the package sources as inputs.
+# Helpers shared by the rules: the validated config, paths, and each rule's code input (the package
+# files its command imports, so that editing one reruns the rule).
 import os
 from pathlib import Path
 
 import yaml
 
 from aahr.config import validate_params
+from aahr.sources import command_sources
 
 validate_params(
     config, source="the Snakemake config (params.yaml and any --configfile/--config)"
@@ -14,15 +16,12 @@ DATA = config["data_root"]
 RESULTS = config["results_root"]
 LOGS = f"{RESULTS}/logs"
 ENV = "../../environment.yml"  # the one environment every rule runs in (--sdm conda)
+PACKAGE_DIR = Path("src/aahr")  # this project's package sources (Snakemake runs in its root)
 
 
-def package_sources(*modules):
-    """The package files a rule runs, so that editing them reruns the rule."""
-    files = ["src/aahr/config.py", "src/aahr/io.py"]
-    for m in modules:
-        p = Path("src/aahr") / m
-        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
-    return files
+def sources(*commands):
+    """A rule's code input: every package file that `aahr <command>` imports (aahr.sources)."""
+    return command_sources(*commands, package_dir=PACKAGE_DIR)
 
 
 def params_file():

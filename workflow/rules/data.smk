@@ -3,7 +3,7 @@
 
 rule generate_synth:
     input:
-        package_sources("synth", "commands/generate.py"),
+        sources("generate"),
     output:
         directory(synth_raw()),
     log:

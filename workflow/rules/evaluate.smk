@@ -5,7 +5,7 @@ rule evaluate_zeroshot_synth:
     input:
         features=precomp("synth", "test_global_img.npy", "test_global_txt.npy"),
         raw=synth_raw(),
-        code=package_sources("evaluation.py", "commands/evaluate.py"),
+        code=sources("evaluate"),
     output:
         metrics=f"{result_dir('synth', 'zeroshot', None)}/metrics.json",
         ranks=f"{result_dir('synth', 'zeroshot', None)}/ranks.npz",
@@ -30,9 +30,7 @@ rule evaluate_synth:
             "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
         ),
         raw=synth_raw(),
-        code=package_sources(
-            "evaluation.py", "commands/evaluate.py", "model", "training", "health.py"
-        ),
+        code=sources("evaluate"),
     output:
         metrics=f"{result_dir('synth')}/metrics.json",
         ranks=f"{result_dir('synth')}/ranks.npz",

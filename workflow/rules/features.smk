@@ -4,7 +4,7 @@
 rule regions_synth:
     input:
         raw=synth_raw(),
-        code=package_sources("features", "commands/regions.py", "commands/_features.py"),
+        code=sources("regions"),
     output:
         features=precomp("synth", "{split}_ims.npy", "{split}_boxes.npy"),
         summary=f"{DATA}/synth/precomp/regions.json",
@@ -32,9 +32,7 @@ rule regions_synth:
 rule global_branch_synth:
     input:
         raw=synth_raw(),
-        code=package_sources(
-            "features", "commands/global_branch.py", "commands/_features.py"
-        ),
+        code=sources("global-branch"),
     output:
         features=precomp("synth", "{split}_global_img.npy", "{split}_global_txt.npy"),
         summary=f"{DATA}/synth/precomp/global_branch.json",

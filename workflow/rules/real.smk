@@ -19,7 +19,7 @@ rule download_real:
 rule check_data_real:
     input:
         real_inputs,
-        code=package_sources("realdata.py", "commands/check_data.py"),
+        code=sources("check-data"),
     output:
         f"{RESULTS}/{{dataset}}/check_data.json",
     log:
@@ -40,9 +40,7 @@ rule global_branch_real:
         ids=f"{DATA}/{{dataset}}/precomp/{{split}}_ids.txt",
         caps=f"{DATA}/{{dataset}}/precomp/{{split}}_caps.txt",
         mapping=f"{DATA}/{{dataset}}/precomp/id_mapping.json",
-        code=package_sources(
-            "features", "commands/global_branch.py", "commands/_features.py"
-        ),
+        code=sources("global-branch"),
     output:
         img=f"{DATA}/{{dataset}}/precomp/{{split}}_global_img.npy",
         txt=f"{DATA}/{{dataset}}/precomp/{{split}}_global_txt.npy",
@@ -75,7 +73,7 @@ rule evaluate_zeroshot_real:
             "{split}_global_txt.npy",
             splits=[test_split(w)],
         ),
-        code=package_sources("evaluation.py", "commands/evaluate.py"),
+        code=sources("evaluate"),
     output:
         metrics=f"{result_dir('{dataset}', 'zeroshot', None)}/metrics.json",
         ranks=f"{result_dir('{dataset}', 'zeroshot', None)}/ranks.npz",
@@ -104,9 +102,7 @@ rule train_real:
             "{split}_global_txt.npy",
             splits=["train", "dev"],
         ),
-        code=package_sources(
-            "model", "training", "features/text.py", "commands/train.py"
-        ),
+        code=sources("train"),
     output:
         best=f"{run_dir('{dataset}')}/best.pt",
         log=f"{run_dir('{dataset}')}/log.jsonl",
@@ -152,9 +148,7 @@ rule evaluate_real:
             if config["real"][w.dataset]["eccv"]
             else []
         ),
-        code=package_sources(
-            "evaluation.py", "commands/evaluate.py", "model", "training"
-        ),
+        code=sources("evaluate"),
     output:
         metrics=f"{result_dir('{dataset}')}/metrics.json",
         ranks=f"{result_dir('{dataset}')}/ranks.npz",

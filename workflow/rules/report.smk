@@ -14,9 +14,7 @@ rule figures_synth:
             "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
         ),
         raw=synth_raw(),
-        code=package_sources(
-            "figures.py", "commands/figures.py", "search.py", "inspect_figures.py"
-        ),
+        code=sources("figures"),
     output:
         report(
             expand(

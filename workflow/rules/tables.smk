@@ -12,13 +12,7 @@ rule tables:
             for m in every_run(d, f"{result_dir(d)}/metrics.json")
         ],
         raw=[synth_raw()] if "synth" in config["datasets"] else [],
-        code=package_sources(
-            "tables.py",
-            "commands/tables.py",
-            "reference/paper_results.csv",
-            "reference/eccv_results.csv",
-            "reference/global_branch_regime.csv",
-        ),
+        code=sources("tables"),
     output:
         expand(f"{RESULTS}/table{{n}}.{{ext}}", n=[1, 2, 3, 4], ext=["csv", "md"]),
         expand(f"{RESULTS}/regime.{{ext}}", ext=["csv", "md"]),
@@ -43,9 +37,7 @@ rule module_health:
             if d == "synth"
             for log in every_run(d, f"{run_dir(d)}/log.jsonl")
         ],
-        code=package_sources(
-            "health.py", "commands/health.py", "figures.py", "tables.py"
-        ),
+        code=sources("health"),
     output:
         csv=f"{RESULTS}/module_health.csv",
         figure=report(f"{RESULTS}/figures/module_health.png", category="Figures"),
@@ -65,7 +57,7 @@ rule table5:
     input:
         metrics=sensitivity_runs(f"{result_dir('synth')}/metrics.json"),
         logs=sensitivity_runs(f"{run_dir('synth')}/log.jsonl"),
-        code=package_sources("tables.py", "health.py", "commands/tables.py"),
+        code=sources("tables"),
     output:
         expand(f"{RESULTS}/table5.{{ext}}", ext=["csv", "md"]),
     log:

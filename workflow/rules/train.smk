@@ -12,14 +12,7 @@ rule train_synth:
             splits=["train", "dev"],
         ),
         raw=synth_raw(),
-        code=package_sources(
-            "model",
-            "training",
-            "health.py",
-            "evaluation.py",
-            "features/text.py",
-            "commands/train.py",
-        ),
+        code=sources("train"),
     output:
         best=f"{run_dir('synth')}/best.pt",
         log=f"{run_dir('synth')}/log.jsonl",

@@ -171,8 +171,8 @@ def model_sims(run_dir: Path, features: Path, captions: Path, split: str, device
     """(N, 5N) similarities of a trained model (its best.pt) on one split: one matrix product of the
     independently embedded images and captions (spec §2.6)."""
     from aahr.features.common import pick_device
-    from aahr.training.data import load_split
-    from aahr.training.loop import encode_split, load_trained
+    from aahr.inference import encode_split, load_trained
+    from aahr.splits import load_split
 
     dev = pick_device(device)
     model, tokenizer, ckpt = load_trained(run_dir / "best.pt", dev)

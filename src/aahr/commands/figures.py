@@ -1,6 +1,6 @@
 """aahr figures: training curves, R@K curves, the ablation chart and a qualitative grid under
 results/figures/ (the grid: test captions with the full model's top-5 images, true and extended
-positives marked; drawn by aahr.search.qualitative_grid, the code of ``aahr search``)."""
+positives marked; drawn by aahr.inspect_figures.qualitative_grid on the code of ``aahr search``)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from aahr.figures import _need, ablations, read_log, recall_at_k, recall_curve, training_curves
     from aahr.io import atomic_path
     from aahr.paths import features_dir, raw_dir, result_dir, run_dir
-    from aahr.search import qualitative_grid
+    from aahr.inspect_figures import qualitative_grid
 
     params = load_params(args.params)
     results = Path(params["results_root"])

@@ -11,7 +11,6 @@ import torch
 
 from aahr.errors import AahrError
 
-CAPTIONS_PER_IMAGE = 5
 
 
 class DeviceError(AahrError):
@@ -85,42 +84,7 @@ def require_weights(path: str | Path | None, what: str, how: str) -> Path:
     return path
 
 
-@torch.no_grad()
-def retrieval_recalls(img: np.ndarray, txt: np.ndarray, ks=(1, 5, 10), chunk: int = 1024) -> dict:
-    """The field's recalls (percent) for ``img`` (N, D) against ``txt`` (5N, D), caption i of image i // 5.
-
-    Similarity is the dot product. Ties count against the query (a negative scoring equal to the
-    best positive ranks above it), so a constant similarity matrix scores R@1 = 0, not 100.
-    The (N, 5N) matrix is never held whole: it is computed in chunks of ``chunk`` rows.
-    """
-    img_t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-    txt_t = torch.from_numpy(np.ascontiguousarray(txt, dtype=np.float32))
-    n = img_t.shape[0]
-    if txt_t.shape[0] != CAPTIONS_PER_IMAGE * n:
-        raise ValueError(f"{txt_t.shape[0]} captions for {n} images (expected {CAPTIONS_PER_IMAGE} per image)")
-    own = torch.arange(CAPTIONS_PER_IMAGE * n) // CAPTIONS_PER_IMAGE  # (5N,) image of each caption
-    i2t_rank = torch.empty(n, dtype=torch.long)
-    for s in batches(n, chunk):
-        sims = img_t[s] @ txt_t.T                                     # (b, 5N)
-        pos = own[None, :] == torch.arange(s.start, s.stop)[:, None]  # (b, 5N) own captions
-        best = sims.masked_fill(~pos, -torch.inf).amax(1, keepdim=True)  # (b, 1)
-        i2t_rank[s] = ((sims >= best) & ~pos).sum(1)
-    t2i_rank = torch.empty(CAPTIONS_PER_IMAGE * n, dtype=torch.long)
-    for s in batches(CAPTIONS_PER_IMAGE * n, chunk):
-        sims = txt_t[s] @ img_t.T                                     # (b, N)
-        mine = own[s]
-        score = sims.gather(1, mine[:, None])                         # (b, 1)
-        neg = torch.ones_like(sims, dtype=torch.bool).scatter_(1, mine[:, None], False)
-        t2i_rank[s] = ((sims >= score) & neg).sum(1)
-    out = {}
-    for name, rank in (("i2t", i2t_rank), ("t2i", t2i_rank)):
-        for k in ks:
-            out[f"{name}_r{k}"] = 100.0 * float((rank < k).double().mean())
-    out["rsum"] = sum(v for key, v in out.items() if key != "rsum")
-    return out
-
-
-def save_trained(path: Path, payload: dict, meta: dict) -> None:
+def save_stage(path: Path, payload: dict, meta: dict) -> None:
     """Save a trained extractor (state dict + ``meta``: config, seed, data fingerprint, metrics)
     atomically, with ``meta`` readable beside it as JSON."""
     from aahr.io import atomic_path, write_json
@@ -130,8 +94,8 @@ def save_trained(path: Path, payload: dict, meta: dict) -> None:
     write_json(path.with_suffix(".json"), meta)
 
 
-def load_trained(path: Path, want: dict) -> dict | None:
-    """The checkpoint saved by :func:`save_trained` if its meta matches ``want`` on every key of
+def load_stage(path: Path, want: dict) -> dict | None:
+    """The checkpoint saved by :func:`save_stage` if its meta matches ``want`` on every key of
     ``want`` (same settings, seed and data), else None. Never executes code from the file."""
     import json
 

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from aahr.features.common import (CAPTIONS_PER_IMAGE, MissingWeightsError, batches, load_trained,
-                                  require_weights, save_trained, seed_everything)
+from aahr.data import CAPTIONS_PER_IMAGE
+from aahr.features.common import (MissingWeightsError, batches, load_stage, require_weights, save_stage,
+                                  seed_everything)
 from aahr.features.regions import conv_bn, to_input
-from aahr.features.text import BiGRUTextEncoder, Vocabulary
+from aahr.text import BiGRUTextEncoder, Vocabulary
 
 OPENCLIP_HOW = ("Copy an OpenCLIP checkpoint for this model (for ViT-B-32 the LAION-2B one, "
                 "open_clip_pytorch_model.bin from huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, "
@@ -164,14 +165,14 @@ def embed_captions(model: DualEncoder, vocab: Vocabulary, captions: list[str], c
 def save_checkpoint(path: Path, model: DualEncoder, vocab: Vocabulary, cfg: dict, seed: int, data: str,
                     metrics: dict) -> None:
     meta = {"config": model_config(cfg), "seed": seed, "data": data, "metrics": metrics}
-    save_trained(path, {"state_dict": model.state_dict(), "vocabulary": vocab.words}, meta)
+    save_stage(path, {"state_dict": model.state_dict(), "vocabulary": vocab.words}, meta)
 
 
 def load_checkpoint(path: Path, cfg: dict, seed: int, data: str,
                     device: torch.device) -> tuple[DualEncoder, Vocabulary, dict] | None:
     """The saved dual encoder if it was trained with the same settings and seed on the same data
     (``data``: common.fingerprint of the pretrain images and captions), else None."""
-    ckpt = load_trained(path, {"config": model_config(cfg), "seed": seed, "data": data})
+    ckpt = load_stage(path, {"config": model_config(cfg), "seed": seed, "data": data})
     if ckpt is None:
         return None
     vocab = Vocabulary(ckpt["vocabulary"])

@@ -23,7 +23,7 @@ from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from aahr.features import proposals
-from aahr.features.common import batches, box_geometry, load_trained, save_trained, seed_everything
+from aahr.features.common import batches, box_geometry, load_stage, save_stage, seed_everything
 from aahr.synth.scenes import COLOURS, SHAPES, SIZES
 
 COLOUR_NAMES = tuple(COLOURS)
@@ -303,14 +303,14 @@ def extract_split(model: RegionExtractor, images: np.ndarray, cfg: dict, device:
 def save_checkpoint(path: Path, model: RegionExtractor, cfg: dict, seed: int, data: str,
                     metrics: dict) -> None:
     meta = {"config": model_config(cfg), "seed": seed, "data": data, "metrics": metrics}
-    save_trained(path, {"state_dict": model.state_dict()}, meta)
+    save_stage(path, {"state_dict": model.state_dict()}, meta)
 
 
 def load_checkpoint(path: Path, cfg: dict, seed: int, data: str,
                     device: torch.device) -> tuple[RegionExtractor, dict] | None:
     """The saved extractor if it was trained with the same settings and seed on the same data
     (``data``: common.fingerprint of the pretrain images and labels), else None."""
-    ckpt = load_trained(path, {"config": model_config(cfg), "seed": seed, "data": data})
+    ckpt = load_stage(path, {"config": model_config(cfg), "seed": seed, "data": data})
     if ckpt is None:
         return None
     model = build_model(cfg)

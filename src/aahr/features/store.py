@@ -20,10 +20,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from aahr.data import CAPTIONS_PER_IMAGE
 from aahr.errors import AahrError
 from aahr.io import atomic_path
 
-CAPTIONS_PER_IMAGE = 5
 
 
 class FeatureError(AahrError):

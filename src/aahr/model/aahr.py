@@ -174,7 +174,7 @@ class AAHR(nn.Module):
 def build_model(params: dict, variant: str, region_dim: int, global_dim: int | None,
                 vocab_size: int | None = None) -> AAHR:
     """The model of ``params.yaml: variants[variant]`` for the given feature sizes."""
-    from aahr.features.text import build_text_encoder
+    from aahr.text import build_text_encoder
 
     switches = params["variants"][variant]
     backbone = build_text_encoder(params["text"], vocab_size, out_dim=params["model"]["embed_size"])

@@ -2,7 +2,7 @@
 
 Both share one head over their fragments (``EmbeddingHead``): fragment Transformer, pooling and the
 gated fusion with the projected frozen global embedding. The image encoder feeds it the projected
-regions; the text encoder the backbone's projected word features (aahr.features.text: a local
+regions; the text encoder the backbone's projected word features (aahr.text: a local
 BERT-family model or a BiGRU over a word vocabulary).
 """
 
@@ -93,7 +93,7 @@ class ImageEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Caption tokens -> backbone word features (already projected to E, aahr.features.text) ->
+    """Caption tokens -> backbone word features (already projected to E, aahr.text) ->
     the same head as the image encoder. ``tokens`` are the backbone's keyword arguments
     (BiGRU: ids, lengths; BERT: input_ids, attention_mask)."""
 

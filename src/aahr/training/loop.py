@@ -26,7 +26,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -35,8 +34,9 @@ from aahr.health import gradient_health, term_gradient_norms, verdicts
 from aahr.io import atomic_path, write_json, write_text
 from aahr.model.aahr import AAHR, build_model
 from aahr.training import distributed
-from aahr.training.data import (GlobalBatchSampler, PairDataset, Split, Tokenizer, caption_batches,
-                                dataset_folders, image_batches, load_split)
+from aahr.inference import build_tokenizer, evaluate_split, load_checkpoint, to_device
+from aahr.splits import dataset_folders, load_split
+from aahr.training.data import GlobalBatchSampler, PairDataset
 
 LAST, BEST, LOG, METRICS = "last.pt", "best.pt", "log.jsonl", "metrics.json"
 BEST_SO_FAR = ".best.pt"    # the best checkpoint while the run goes on (not a workflow output)
@@ -71,25 +71,8 @@ def learning_rate_factor(epoch: int, steps: list[int], gamma: float) -> float:
     return gamma ** sum(epoch >= m for m in steps)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True))
-            for k, v in batch.items()}
-
-
-def build_tokenizer(params: dict, model: AAHR, train_captions: list[str] | None, vocab_words=None):
-    """The backbone's tokenizer: the BiGRU's vocabulary (built from the training captions, or the
-    saved word list) or the BERT's WordPiece tokenizer."""
-    from aahr.features.text import Vocabulary
-
-    text = params["text"]
-    if text["backbone"] == "bigru":
-        vocab = Vocabulary(vocab_words) if vocab_words is not None else Vocabulary.build(train_captions)
-        return Tokenizer(text["max_tokens"], vocab=vocab)
-    return Tokenizer(text["max_tokens"], hf=model.text.backbone.tokenizer)
-
-
 def vocab_size(params: dict, train_captions: list[str]) -> int | None:
-    from aahr.features.text import Vocabulary
+    from aahr.text import Vocabulary
 
     return len(Vocabulary.build(train_captions)) if params["text"]["backbone"] == "bigru" else None
 
@@ -106,55 +89,9 @@ def optimizer_for(model: AAHR, train: dict) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"])
 
 
-@torch.no_grad()
-def encode_split(model: AAHR, split: Split, tokenizer: Tokenizer, device: torch.device, batch_size: int,
-                 autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
-    """(N x E image embeddings, 5N x E caption embeddings) of a whole split, in eval mode."""
-    was_training = model.training
-    model.eval()
-    img, txt = [], []
-    with autocast():
-        for b in image_batches(split, batch_size):
-            b = to_device(b, device)
-            img.append(model.encode_images(b["regions"], b["region_mask"], b.get("global_img")).embedding.float().cpu())
-        for b in caption_batches(split, tokenizer, batch_size):
-            b = to_device(b, device)
-            txt.append(model.encode_texts(b["tokens"], b.get("global_txt")).embedding.float().cpu())
-    model.train(was_training)
-    return torch.cat(img).numpy(), torch.cat(txt).numpy()
-
-
-def evaluate_split(model, split, tokenizer, device, batch_size, autocast=nullcontext) -> dict:
-    from aahr.evaluation import retrieval_metrics
-
-    img, txt = encode_split(model, split, tokenizer, device, batch_size, autocast)
-    return retrieval_metrics(img @ txt.T)
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise TrainingError(f"{path}: cannot read the checkpoint ({exc})") from None
-
-
-def load_trained(path: str | Path, device: torch.device | str = "cpu") -> tuple[AAHR, Tokenizer, dict]:
-    """A trained model from ``best.pt`` / ``last.pt`` alone (its settings travel in the checkpoint):
-    (model in eval mode, its tokenizer, the checkpoint dict)."""
-    ckpt = load_checkpoint(Path(path))
-    fp, variant = ckpt["fingerprint"], ckpt["variant"]
-    params = {"variants": {variant: fp["switches"]}, "model": fp["model"], "losses": fp["losses"], "text": fp["text"]}
-    vocab = ckpt["vocab"]
-    model = build_model(params, variant, ckpt["dims"]["region"], ckpt["dims"]["global"],
-                        len(vocab) if vocab is not None else None)
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
-    return model, build_tokenizer(params, model, None, vocab), ckpt
 
 
 @dataclass
