@@ -10,8 +10,8 @@ Protocols (``docs``: /shared/spec/EVALUATION.md):
   [5000 i, 5000 (i+1)), every metric averaged over the N / 1000 folds.
 - :func:`extended_metrics`: mAP@R, R-Precision and R@1 for arbitrary positive sets.
 - :func:`eccv_metrics`: ECCV Caption, COCO 1K / 5K and CxC through the ``eccv_caption`` package.
-- :func:`evaluate_protocols`: the hook the ``aahr evaluate`` command (and later the trained-model
-  path) calls: several protocols on one similarity matrix, one flat dict of numbers.
+- :func:`evaluate_protocols`: what ``aahr evaluate`` calls (for a trained model, a saved matrix or the
+  zero-shot row): several protocols on one similarity matrix, one flat dict of numbers.
 
 Tie rule (every function computed here): **ties are broken against the query**. Among items of equal
 score, every non-matching item is ranked before every matching one, so an item's 0-based rank is the
@@ -611,8 +611,8 @@ def evaluate_protocols(sims, protocols: Sequence[str] = ("auto",), *, positives=
                        captions_per_image: int = CAPTIONS_PER_IMAGE) -> dict:
     """Every requested protocol on one similarity matrix: a flat dict of numbers.
 
-    The hook for ``aahr evaluate --sims`` and, later, for evaluating a trained model (compute its
-    (N, 5N) test similarity matrix, then call this).
+    What ``aahr evaluate`` calls on a trained model's (N, 5N) test similarity matrix, a saved one
+    (``--sims``) or the global branch's (``--zeroshot``).
 
     Parameters
     ----------

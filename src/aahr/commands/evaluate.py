@@ -1,10 +1,10 @@
-"""aahr evaluate: the field's retrieval metrics on a saved similarity matrix.
+"""aahr evaluate: the field's retrieval metrics of a trained model or of a similarity matrix.
 
-Input: ``--sims FILE.npy``, an (N images, 5 N captions) float matrix (caption j belongs to image
-j // 5), or ``--zeroshot FEATURES_DIR --split NAME``: the frozen global branch's own similarity
-(``{split}_global_img.npy @ {split}_global_txt.npy.T``, the ``zeroshot`` row of the tables). A
-trained-model path will compute the matrix and call :func:`evaluate_and_write` (or
-:func:`aahr.evaluation.evaluate_protocols`) on it.
+Input, one of: ``--run RUN_DIR --features DIR --split NAME``, a trained model (its ``best.pt``,
+through aahr.inference) embedding the split; ``--sims FILE.npy``, an (N images, 5 N captions) float
+matrix (caption j belongs to image j // 5); or ``--zeroshot FEATURES_DIR --split NAME``: the frozen
+global branch's own similarity (``{split}_global_img.npy @ {split}_global_txt.npy.T``, the
+``zeroshot`` row of the tables). Each computes the matrix and calls :func:`evaluate_and_write`.
 
 Protocols (``--protocol``, several allowed; default ``auto``):
 

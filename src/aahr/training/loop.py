@@ -126,19 +126,23 @@ class Options:
 
 def train(opts: Options) -> dict:
     """Run (or resume) one training run; returns the best epoch's dev metrics (also metrics.json)."""
-    from aahr.features.common import pick_device, seed_everything
-
     from aahr.config import ConfigError, resolve_variant
+    from aahr.features.common import pick_device
 
-    variant, out = opts.variant, Path(opts.out)
     try:
-        params = resolve_variant(opts.params, variant)
+        params = resolve_variant(opts.params, opts.variant)
     except ConfigError as exc:
         raise TrainingError(str(exc)) from None
-    tcfg, seed = params["train"], params["seed"]
-    ctx = distributed.init(pick_device(opts.device or tcfg["device"]))
+    _check_batch_against_queue(params, opts.variant)
+    ctx = distributed.init(pick_device(opts.device or params["train"]["device"]))
     try:
-        return _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything)
+        run = _set_up(opts, params, ctx, _resume_state(opts, params, ctx))
+        for epoch in range(run.start_epoch, run.tcfg["epochs"]):
+            means, seconds = _train_epoch(run, epoch)
+            if ctx.main:
+                _validate_and_save(run, epoch, means, seconds)
+            distributed.barrier(ctx)
+        return _finish(run)
     finally:
         distributed.shutdown(ctx)
 
@@ -151,148 +155,200 @@ def _check_batch_against_queue(params: dict, variant: str) -> None:
                                 "the queue is filled one global batch at a time")
 
 
-def _train(opts, params, variant, out, tcfg, seed, ctx, seed_everything) -> dict:
-    _check_batch_against_queue(params, variant)
-    device, switches = ctx.device, params["variants"][variant]
+def _resume_state(opts: Options, params: dict, ctx) -> dict | None:
+    """``last.pt`` of this run when it may be continued (--resume, or --resume-matching and the same
+    settings and unfinished), else None; a checkpoint in the way without --resume is an error."""
+    out, variant, epochs = Path(opts.out), opts.variant, params["train"]["epochs"]
     last_path = out / LAST
-    state = None
-    if last_path.exists():
-        if not (opts.resume or opts.resume_matching):
-            raise TrainingError(f"{out} already holds a checkpoint ({LAST}); pass --resume to continue it "
-                                "or choose another --out")
-        state = load_checkpoint(last_path)
-        if opts.resume_matching and state["epoch"] >= tcfg["epochs"]:
-            if ctx.main:  # a finished run asked for again: its code or inputs changed, so train anew
-                print(f"{last_path}: a finished run: starting over")
-            state = None
-        elif state["fingerprint"] != run_fingerprint(params, variant):
-            if not opts.resume_matching:
-                raise TrainingError(f"{last_path}: the checkpoint was trained with other settings (only "
-                                    f"train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
-            if ctx.main:
-                print(f"{last_path}: trained with other settings: starting over")
-            state = None
-    elif (opts.resume or opts.resume_matching) and ctx.main:
-        print(f"no checkpoint in {out}: starting from epoch 0")
+    if not last_path.exists():
+        if (opts.resume or opts.resume_matching) and ctx.main:
+            print(f"no checkpoint in {out}: starting from epoch 0")
+        return None
+    if not (opts.resume or opts.resume_matching):
+        raise TrainingError(f"{out} already holds a checkpoint ({LAST}); pass --resume to continue it "
+                            "or choose another --out")
+    state = load_checkpoint(last_path)
+    if opts.resume_matching and state["epoch"] >= epochs:
+        if ctx.main:  # a finished run asked for again: its code or inputs changed, so train anew
+            print(f"{last_path}: a finished run: starting over")
+        return None
+    if state["fingerprint"] != run_fingerprint(params, variant):
+        if not opts.resume_matching:
+            raise TrainingError(f"{last_path}: the checkpoint was trained with other settings (only "
+                                f"train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
+        if ctx.main:
+            print(f"{last_path}: trained with other settings: starting over")
+        return None
+    return state
 
+
+@dataclass
+class Run:
+    """One training run as it goes: settings, data, model, optimizer, counters and history."""
+
+    opts: Options
+    params: dict
+    ctx: object
+    model: AAHR
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    loader: torch.utils.data.DataLoader
+    sampler: GlobalBatchSampler
+    dev_split: object
+    dims: dict
+    trainable: list
+    shared: list                      # the encoders' parameters: the gradient health is measured on them
+    start_epoch: int = 0
+    iteration: int = 0
+    best: dict = field(default_factory=lambda: {"rsum": -math.inf, "epoch": -1, "metrics": {}})
+    history: list = field(default_factory=list)
+
+    @property
+    def tcfg(self) -> dict:
+        return self.params["train"]
+
+    @property
+    def out(self) -> Path:
+        return Path(self.opts.out)
+
+    def autocast(self):
+        bf16 = bool(self.tcfg["bf16"]) and self.ctx.device.type == "cuda"
+        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _set_up(opts: Options, params: dict, ctx, state: dict | None) -> Run:
+    """Data (train and dev only: the test split is never read), model, tokenizer, optimizer and the
+    epoch loader; the checkpoint's weights and counters when resuming."""
+    from aahr.features.common import seed_everything
+
+    variant, tcfg, seed = opts.variant, params["train"], params["seed"]
+    switches = params["variants"][variant]
     features, captions = dataset_folders(params["data_root"], opts.dataset, opts.features, opts.captions)
     train_split = load_split(features, captions, "train", switches["global_branch"])
     dev_split = load_split(features, captions, "dev", switches["global_branch"])
-    region_dim = train_split.regions.shape[2]
-    global_dim = train_split.global_img.shape[1] if train_split.global_img is not None else None
+    dims = {"region": train_split.regions.shape[2],
+            "global": train_split.global_img.shape[1] if train_split.global_img is not None else None}
 
     seed_everything(seed)
     vocab_words = state["vocab"] if state is not None else None
     n_vocab = len(vocab_words) if vocab_words is not None else vocab_size(params, train_split.captions)
-    model = build_model(params, variant, region_dim, global_dim, n_vocab).to(device)
+    model = build_model(params, variant, dims["region"], dims["global"], n_vocab).to(ctx.device)
     tokenizer = build_tokenizer(params, model, train_split.captions, vocab_words)
     if ctx.distributed:
         distributed.sync_batchnorm(model)
     optimizer = optimizer_for(model, tcfg)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    shared = [p for enc in (model.image, model.text) for p in enc.parameters() if p.requires_grad]  # the encoders
-
-    start_epoch, iteration, best, history = 0, 0, {"rsum": -math.inf, "epoch": -1, "metrics": {}}, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, iteration, best, history = state["epoch"], state["iteration"], state["best"], state["history"]
-        if ctx.main:
-            print(f"Resuming from epoch {start_epoch}: continuing with epoch {start_epoch + 1} of {tcfg['epochs']}")
+    shared = [p for enc in (model.image, model.text) for p in enc.parameters() if p.requires_grad]
 
     augment = {k: tcfg[k] for k in ("region_drop", "word_drop", "word_mask", "word_replace")}
     dataset = PairDataset(train_split, tokenizer, seed, augment)
-    sampler = GlobalBatchSampler(len(dataset), tcfg["batch_size"], seed, ctx.rank, ctx.world,
-                                 tcfg["epoch_captions"])
+    sampler = GlobalBatchSampler(len(dataset), tcfg["batch_size"], seed, ctx.rank, ctx.world, tcfg["epoch_captions"])
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate,
                                          num_workers=tcfg["workers"], persistent_workers=False)
-    steps_per_epoch = len(sampler)
-    use_bf16 = bool(tcfg["bf16"]) and device.type == "cuda"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
-    generator = torch.Generator(device=device)
-    vocab_out = list(tokenizer.vocab.words) if tokenizer.vocab is not None else None
-
-    for epoch in range(start_epoch, tcfg["epochs"]):
-        factor = learning_rate_factor(epoch, tcfg["lr_steps"], tcfg["lr_gamma"])
-        for g in optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
-        sampler.epoch = epoch
-        torch.manual_seed(step_seed(seed, epoch, ctx.rank))        # the encoders' dropout
-        model.train()
-        means = RunningMeans()
-        t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"{variant} epoch {epoch + 1}/{tcfg['epochs']}", unit="step",
-                   disable=not (opts.progress and ctx.main), dynamic_ncols=True, leave=False)
-        for batch in bar:
-            batch = to_device(batch, device)
-            with autocast():
-                local = model(batch)
-            glob = distributed.gather_output(ctx, local)
-            generator.manual_seed(step_seed(seed, 10 ** 6 + iteration))
-            devices = [device] if device.type == "cuda" else []
-            health_values: dict = {}
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(step_seed(seed, 2 * 10 ** 6 + iteration))  # same on every process
-                terms = model.loss_terms(glob, iteration, epoch, steps_per_epoch, generator, health_values)
-            if steps_per_epoch - (iteration % steps_per_epoch) <= params["health"]["grad_steps"]:
-                health_values |= gradient_health(term_gradient_norms(terms, shared))
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            for name, v in values.items():
-                if not math.isfinite(v):
-                    raise NonFiniteLossError(
-                        f"step {iteration + 1} (epoch {epoch + 1}): the loss term {name!r} is {v}; "
-                        f"training stopped, the last good checkpoint is {last_path}"
-                        + ("" if last_path.exists() else " (none written yet)"))
-            loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            (loss / ctx.world).backward()
-            distributed.all_reduce_gradients(trainable)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tcfg["grad_clip"])
-            optimizer.step()
-            iteration += 1
-            values["loss"] = sum(values.values())
-            values["grad_norm"] = float(grad_norm)
-            shown = {k: f"{v:.3f}" for k, v in values.items() if k != "grad_norm"}
-            means.add(values | health_values)
-            bar.set_postfix(shown)
-        bar.close()
-        seconds = time.perf_counter() - t0
-
-        record = None
+    run = Run(opts, params, ctx, model, tokenizer, optimizer, loader, sampler, dev_split, dims, trainable, shared)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        run.start_epoch, run.iteration, run.best, run.history = (state["epoch"], state["iteration"], state["best"],
+                                                                 state["history"])
         if ctx.main:
-            metrics = evaluate_split(model, dev_split, tokenizer, device, tcfg["eval_batch_size"], autocast)
-            record = {"epoch": epoch + 1, "iteration": iteration, "lr": tcfg["lr"] * factor,
-                      **{k: v for k, v in means.means().items()},
-                      **{f"dev_{k}": v for k, v in metrics.items()},
-                      "seconds": seconds, "seconds_per_step": seconds / max(steps_per_epoch, 1)}
-            history.append(record)
-            improved = metrics["rsum"] > best["rsum"]
-            if improved:
-                best = {"rsum": metrics["rsum"], "epoch": epoch + 1, "metrics": metrics}
-            common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(params, variant),
-                      "vocab": vocab_out, "dims": {"region": region_dim, "global": global_dim}}
-            if improved:
-                save_checkpoint(out / BEST_SO_FAR, {**common, "model": model.state_dict(), "dev": metrics})
-            save_checkpoint(last_path, {**common, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "iteration": iteration, "best": best, "history": history})
-            write_text(out / LOG, "".join(json.dumps(r) + "\n" for r in history))
-            if opts.progress:
-                print(f"{variant} epoch {epoch + 1}/{tcfg['epochs']}: loss {record['loss']:.4f} "
-                      f"dev rsum {metrics['rsum']:.1f} (best {best['rsum']:.1f} @ epoch {best['epoch']}) "
-                      f"{seconds:.0f}s")
-        distributed.barrier(ctx)
+            print(f"Resuming from epoch {run.start_epoch}: continuing with epoch {run.start_epoch + 1} of "
+                  f"{tcfg['epochs']}")
+    return run
 
-    result = {"best_epoch": best["epoch"], **{f"dev_{k}": v for k, v in best["metrics"].items()}}
-    if ctx.main and history:
-        for module, reasons in verdicts(history[-1], params["health"]).items():
+
+def _train_epoch(run: Run, epoch: int) -> tuple[RunningMeans, float]:
+    """One pass over the epoch's batches: (per-key means of the loss terms and health values, seconds)."""
+    tcfg, ctx, seed, device = run.tcfg, run.ctx, run.params["seed"], run.ctx.device
+    factor = learning_rate_factor(epoch, tcfg["lr_steps"], tcfg["lr_gamma"])
+    for g in run.optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+    run.sampler.epoch = epoch
+    torch.manual_seed(step_seed(seed, epoch, ctx.rank))        # the encoders' dropout
+    run.model.train()
+    steps_per_epoch = len(run.sampler)
+    generator = torch.Generator(device=device)
+    means = RunningMeans()
+    t0 = time.perf_counter()
+    bar = tqdm(run.loader, desc=f"{run.opts.variant} epoch {epoch + 1}/{tcfg['epochs']}", unit="step",
+               disable=not (run.opts.progress and ctx.main), dynamic_ncols=True, leave=False)
+    for batch in bar:
+        batch = to_device(batch, device)
+        with run.autocast():
+            local = run.model(batch)
+        glob = distributed.gather_output(ctx, local)
+        generator.manual_seed(step_seed(seed, 10 ** 6 + run.iteration))
+        health_values: dict = {}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(step_seed(seed, 2 * 10 ** 6 + run.iteration))  # same on every process
+            terms = run.model.loss_terms(glob, run.iteration, epoch, steps_per_epoch, generator, health_values)
+        if steps_per_epoch - (run.iteration % steps_per_epoch) <= run.params["health"]["grad_steps"]:
+            health_values |= gradient_health(term_gradient_norms(terms, run.shared))
+        values = _finite_values(terms, run, epoch)
+        run.optimizer.zero_grad(set_to_none=True)
+        (sum(terms.values()) / ctx.world).backward()
+        distributed.all_reduce_gradients(run.trainable)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, tcfg["grad_clip"])
+        run.optimizer.step()
+        run.iteration += 1
+        values["loss"] = sum(values.values())
+        values["grad_norm"] = float(grad_norm)
+        means.add(values | health_values)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k != "grad_norm"})
+    bar.close()
+    return means, time.perf_counter() - t0
+
+
+def _finite_values(terms: dict, run: Run, epoch: int) -> dict:
+    """The loss terms as floats; a NaN or infinite one stops the run, naming the step and the term."""
+    values = {k: float(v.detach()) for k, v in terms.items()}
+    last_path = run.out / LAST
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise NonFiniteLossError(
+                f"step {run.iteration + 1} (epoch {epoch + 1}): the loss term {name!r} is {v}; "
+                f"training stopped, the last good checkpoint is {last_path}"
+                + ("" if last_path.exists() else " (none written yet)"))
+    return values
+
+
+def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float) -> None:
+    """Dev metrics, the epoch's log line, ``.best.pt`` when dev rsum improved, ``last.pt`` always."""
+    tcfg, variant = run.tcfg, run.opts.variant
+    factor = learning_rate_factor(epoch, tcfg["lr_steps"], tcfg["lr_gamma"])
+    metrics = evaluate_split(run.model, run.dev_split, run.tokenizer, run.ctx.device, tcfg["eval_batch_size"],
+                             run.autocast)
+    steps = max(len(run.sampler), 1)
+    record = {"epoch": epoch + 1, "iteration": run.iteration, "lr": tcfg["lr"] * factor, **means.means(),
+              **{f"dev_{k}": v for k, v in metrics.items()}, "seconds": seconds, "seconds_per_step": seconds / steps}
+    run.history.append(record)
+    improved = metrics["rsum"] > run.best["rsum"]
+    if improved:
+        run.best = {"rsum": metrics["rsum"], "epoch": epoch + 1, "metrics": metrics}
+    vocab = list(run.tokenizer.vocab.words) if run.tokenizer.vocab is not None else None
+    common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(run.params, variant),
+              "vocab": vocab, "dims": run.dims}
+    if improved:
+        save_checkpoint(run.out / BEST_SO_FAR, {**common, "model": run.model.state_dict(), "dev": metrics})
+    save_checkpoint(run.out / LAST, {**common, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                                     "iteration": run.iteration, "best": run.best, "history": run.history})
+    write_text(run.out / LOG, "".join(json.dumps(r) + "\n" for r in run.history))
+    if run.opts.progress:
+        print(f"{variant} epoch {epoch + 1}/{tcfg['epochs']}: loss {record['loss']:.4f} "
+              f"dev rsum {metrics['rsum']:.1f} (best {run.best['rsum']:.1f} @ epoch {run.best['epoch']}) "
+              f"{seconds:.0f}s")
+
+
+def _finish(run: Run) -> dict:
+    """The inert-module warnings, ``best.pt`` in place and ``metrics.json`` (the best epoch's dev metrics)."""
+    result = {"best_epoch": run.best["epoch"], **{f"dev_{k}": v for k, v in run.best["metrics"].items()}}
+    if run.ctx.main and run.history:
+        for module, reasons in verdicts(run.history[-1], run.params["health"]).items():
             if reasons:
-                print(f"warning: {variant}: the {module} module looks inert at the last epoch: "
+                print(f"warning: {run.opts.variant}: the {module} module looks inert at the last epoch: "
                       f"{'; '.join(reasons)}", file=sys.stderr)
-    if ctx.main:
-        if (out / BEST_SO_FAR).exists():
-            (out / BEST_SO_FAR).replace(out / BEST)
-        write_json(out / METRICS, result)
+    if run.ctx.main:
+        if (run.out / BEST_SO_FAR).exists():
+            (run.out / BEST_SO_FAR).replace(run.out / BEST)
+        write_json(run.out / METRICS, result)
     return result
