@@ -39,7 +39,7 @@ rule global_branch_real:
         check=f"{RESULTS}/{{dataset}}/check_data.json",
         ids=f"{DATA}/{{dataset}}/precomp/{{split}}_ids.txt",
         caps=f"{DATA}/{{dataset}}/precomp/{{split}}_caps.txt",
-        mapping=f"{DATA}/{{dataset}}/precomp/id_mapping.json",
+        mapping=id_mapping,
         code=package_sources(
             "features", "commands/global_branch.py", "commands/_features.py"
         ),
