@@ -140,3 +140,22 @@ def test_canonical_layout_runs_to_the_tables(tmp_path_factory):
     measured = [r for r in _rows(project, 1) if r["dataset"] == "f30k" and r["source"] == "measured"]
     assert [r["method"] for r in measured] == ["zeroshot", "gpo", "aahr"]
     assert (project / "results/real/table3.csv").is_file()
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_download_rule_fetches_only_when_the_config_says_so(download, tmp_path):
+    """`--config download=true` makes download_real run the fetching form (--what features,images,weights);
+    by default it only locates. A dry run on a canonical tree that lacks one file; the tree's
+    id_mapping.json beside precomp/ is an input as it is (no rule asked to make precomp/id_mapping.json)."""
+    project = copy_project(tmp_path / "project")
+    folder = make_f30k(project / "data" / "real", k=2, d=8, images=False, convention="canonical")
+    (folder / "dev_caps.txt").unlink()
+    proc = subprocess.run([str(BIN / "snakemake"), "results/real/f30k/check_data.json", "-n", "-p", "--cores", "1",
+                           "--config", "datasets=[f30k]", "data_root=data/real", "results_root=results/real",
+                           f"download={str(download).lower()}"],
+                          cwd=project, env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = [line for line in proc.stdout.splitlines() if "aahr download --dataset" in line]
+    assert len(commands) == 1 and "data/real/f30k/precomp/dev_caps.txt" in proc.stdout
+    assert ("--what features,images,weights" in commands[0]) is download
+    assert "precomp/id_mapping.json" not in proc.stdout

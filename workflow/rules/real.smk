@@ -1,6 +1,7 @@
 # The real datasets (f30k, coco): the field's precomputed region features, located (aahr download)
 # and validated (aahr check-data) before anything reads them; the OpenCLIP global branch on the
-# photos; then the same training and evaluation as synth. Nothing here downloads by itself.
+# photos; then the same training and evaluation as synth. Nothing is downloaded unless the config
+# says `download: true`: download_real then fetches what is public first (aahr download --what).
 
 
 rule download_real:
@@ -12,8 +13,10 @@ rule download_real:
         ENV
     params:
         root=lambda w, output: data_root_of(output[0]),
+        fetch="--what features,images,weights" if config["download"] else "",
     shell:
-        "aahr download --dataset {wildcards.dataset} --data-root {params.root:q} > {log:q} 2>&1"
+        "aahr download --dataset {wildcards.dataset} --data-root {params.root:q} {params.fetch}"
+        " > {log:q} 2>&1"
 
 
 rule check_data_real:
