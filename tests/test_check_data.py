@@ -579,3 +579,44 @@ def test_unknown_dataset_is_refused_by_the_api(tmp_path):
     with pytest.raises(AahrError, match="unknown real dataset 'synth'"):
         validate_dataset(tmp_path, "synth")
     assert eccv_subset(5)[0].shape == (5,)
+
+
+def test_the_features_stay_a_memory_map_from_the_loader_to_the_batch(tmp_path):
+    """The training loader never loads a whole feature file: the split's array is an np.memmap and a
+    batch is made by fancy-indexing it with the batch's image rows (anything that converts the whole
+    array, np.asarray or a full slice, is refused by the spy)."""
+    from aahr.training.data import GlobalBatchSampler, PairDataset, Tokenizer, dataset_folders, load_split
+    from aahr.features.text import Vocabulary
+
+    root = tmp_path / "data"
+    make_f30k(root, n_train=10, k=4, d=16, images=False, convention="canonical")
+    features, captions = dataset_folders(root, "f30k")
+    split = load_split(features, captions, "train", with_global=False)
+    assert isinstance(split.regions, np.memmap) and split.regions.shape == (10, 4, 16)
+    assert Path(split.regions.filename) == (features / "train_ims.npy").resolve()
+
+    class Spy:
+        def __init__(self, array):
+            self.array, self.keys = array, []
+            self.shape, self.ndim, self.dtype = array.shape, array.ndim, array.dtype
+
+        def __getitem__(self, key):
+            rows = np.atleast_1d(np.arange(self.shape[0])[key])
+            assert len(rows) < self.shape[0], f"the whole array was read ({key!r})"
+            self.keys.append(rows)
+            return self.array[key]
+
+        def __array__(self, *a, **k):
+            raise AssertionError("the whole feature array was converted")
+
+        def __len__(self):
+            return self.shape[0]
+
+    spy = split.regions = Spy(split.regions)
+    tok = Tokenizer(16, vocab=Vocabulary.build(split.captions))
+    data = PairDataset(split, tok, 0)
+    keys = next(iter(GlobalBatchSampler(len(data), 4, 0)))
+    batch = data.collate(keys)
+    assert batch["regions"].shape == (4, 4, 16)
+    assert [list(k) for k in spy.keys] == [[j // 5 for _, j in keys]]        # one fancy index: the batch's rows
+    np.testing.assert_array_equal(batch["regions"].numpy(), np.load(features / "train_ims.npy")[[j // 5 for _, j in keys]])
