@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import socket
 import threading
 import zipfile
@@ -176,7 +177,7 @@ def test_a_download_cut_for_good_keeps_its_part_and_the_next_run_resumes(server,
     assert run_download(root, manifest, "--retries", "0") == 2
     err = capsys.readouterr().err
     part = root / "downloads" / "data.zip.part"
-    assert f"the download stopped at 1000 bytes after 1 attempts" in err and f"partial file {part} is kept" in err
+    assert "the download stopped at 1000 bytes after 1 attempts" in err and f"partial file {part} is kept" in err
     assert part.stat().st_size == 1000 and not (root / "f30k").exists()
     assert run_download(root, manifest, "--retries", "0") == 2              # resumed: only id_mapping is missing
     assert server.log[-1] == ("/data.zip", "bytes=1000-")
@@ -225,7 +226,6 @@ def test_without_a_published_hash_the_first_download_records_it(server, tmp_path
     # the archive changes on the server: a new download is checked against the recorded hash, and refused
     (root / "downloads" / "val2014.zip").unlink()
     server.files["/zips/val2014.zip"] = _zip({"val2014/COCO_val2014_000000000042.jpg": b"jpeg bytez"})      # same size, other bytes
-    import shutil
     shutil.rmtree(root / "coco")
     assert main(args) == 2
     err = capsys.readouterr().err
