@@ -5,6 +5,8 @@ Each split: ``{split}_ims.npy`` float32 (N, K, D) (36 x 2048 like the SCAN featu
 ({id: file relative to the image root}) with small JPEGs under ``{root}/{dataset}/images/``. COCO's
 testall holds REAL image ids of the eccv_caption package's COCO 5K test (spread over it, in its order)
 with their REAL caption ids in ``testall_capids.txt``, so the ECCV bridge can be checked.
+``convention="canonical"``: VSE-infinity's layout, ``id_mapping.json`` beside ``precomp/`` in
+``{root}/{dataset}/`` and the Flickr30K photos in ``{root}/f30k/flickr30k-images/``.
 Everything is deterministic in ``seed``.
 """
 
@@ -54,9 +56,9 @@ def _jpeg(path: Path, rng: np.random.Generator) -> None:
 
 
 def _folder(root: Path, dataset: str, convention: str) -> Path:
-    if convention not in ("precomp", "_precomp"):
-        raise ValueError(f"convention must be 'precomp' or '_precomp', got {convention!r}")
-    folder = root / dataset / "precomp" if convention == "precomp" else root / f"{dataset}_precomp"
+    if convention not in ("precomp", "_precomp", "canonical"):
+        raise ValueError(f"convention must be 'precomp', '_precomp' or 'canonical', got {convention!r}")
+    folder = root / f"{dataset}_precomp" if convention == "_precomp" else root / dataset / "precomp"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -69,11 +71,17 @@ def _write_split(folder: Path, split: str, ids, rng: np.random.Generator, k: int
     (folder / f"{split}_ids.txt").write_text("".join(f"{int(i)}\n" for i in ids))
 
 
+def _write_mapping(root: Path, dataset: str, folder: Path, mapping: dict, convention: str) -> None:
+    where = root / dataset if convention == "canonical" else folder
+    (where / "id_mapping.json").write_text(json.dumps(mapping))
+
+
 def make_f30k(root, n_train: int = 12, n_dev: int = 4, n_test: int = 4, k: int = 36, d: int = 2048,
               seed: int = 0, images: bool = True, convention: str = "precomp") -> Path:
     """A tiny Flickr30K: ids index the 31,014 Karpathy images, ``id_mapping.json`` maps them to
-    Flickr-style file names (``1000092795.jpg``) under ``{root}/f30k/images``. Returns the precomp
-    folder (``{root}/f30k/precomp``, or ``{root}/f30k_precomp`` with ``convention="_precomp"``)."""
+    Flickr-style file names (``1000092795.jpg``) under ``{root}/f30k/images`` (``flickr30k-images``
+    with ``convention="canonical"``). Returns the precomp folder (``{root}/f30k/precomp``, or
+    ``{root}/f30k_precomp`` with ``convention="_precomp"``)."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     folder = _folder(root, "f30k", convention)
@@ -87,10 +95,11 @@ def make_f30k(root, n_train: int = 12, n_dev: int = 4, n_test: int = 4, k: int =
         _write_split(folder, split, ids, rng, k, d)
         for j, i in enumerate(ids, start - n):
             mapping[str(int(i))] = f"{int(names[j])}.jpg"
-    (folder / "id_mapping.json").write_text(json.dumps(mapping))
+    _write_mapping(root, "f30k", folder, mapping, convention)
     if images:
+        photos = "flickr30k-images" if convention == "canonical" else "images"
         for name in mapping.values():
-            _jpeg(root / "f30k" / "images" / name, rng)
+            _jpeg(root / "f30k" / photos / name, rng)
     return folder
 
 
@@ -128,7 +137,7 @@ def make_coco(root, n_train: int = 12, n_dev: int = 4, n_test: int = 5, k: int =
         for i in ids:
             mapping[str(int(i))] = f"{sub}/COCO_{sub}_{int(i):012d}.jpg"
     (folder / "testall_capids.txt").write_text("".join(f"{int(c)}\n" for c in test_cap))
-    (folder / "id_mapping.json").write_text(json.dumps(mapping))
+    _write_mapping(root, "coco", folder, mapping, convention)
     if images:
         for name in mapping.values():
             _jpeg(root / "coco" / "images" / name, rng)

@@ -91,8 +91,9 @@ def test_coco_id_mapping_is_checked_and_required(coco_base, tmp_path):
     mapping_file.unlink()
     report = validate_dataset(root, "coco")
     assert not report.ok and report.summary["id_mapping"] is False
-    assert report.problems == [f"{mapping_file}: file not found (the global branch needs it to find each id's "
-                               "photo; it is in the VSE-infinity / PCME++ annotation bundles: aahr download)"]
+    assert report.problems == [f"{mapping_file}: file not found, nor {root / 'coco' / 'id_mapping.json'} (the "
+                               "global branch needs it to find each id's photo; it is in the VSE-infinity / "
+                               "PCME++ annotation bundles: aahr download)"]
 
 
 def test_fixture_testall_uses_real_spread_eccv_ids_in_package_order(coco_base):
@@ -128,6 +129,53 @@ def test_full_eccv_5k_testall_is_flagged_and_any_k_d_accepted(coco_full_base, tm
     bad = validate_dataset(root, "coco", feature_dim=8)
     assert bad.eccv_full is False
     assert len(bad.problems) == 1 and f"{folder / 'testall_ids.txt'}, line 12: image id {ids[11]} comes before image id {ids[10]} (line 11)" in bad.problems[0]
+
+
+@pytest.mark.parametrize("dataset", ["f30k", "coco"])
+def test_canonical_layout_is_accepted(dataset, tmp_path, capsys):
+    """VSE-infinity's tree: data/{dataset}/precomp/, data/{dataset}/id_mapping.json beside it, the photos in
+    data/f30k/flickr30k-images/ or data/coco/images/{train2014,val2014}/."""
+    from aahr.features.images import image_files
+    from aahr.paths import default_image_root
+
+    root = tmp_path / "data"
+    folder = (make_f30k if dataset == "f30k" else make_coco)(root, convention="canonical")
+    photos = root / dataset / ("flickr30k-images" if dataset == "f30k" else "images")
+    assert sorted(p.name for p in (root / dataset).iterdir()) == sorted(["id_mapping.json", "precomp", photos.name])
+    assert not (folder / "id_mapping.json").exists() and photos.is_dir()
+    assert check(root, dataset) == 0
+    assert f"{dataset} at {folder} ({dataset}/precomp): " in capsys.readouterr().out
+    report = validate_dataset(root, dataset)
+    assert report.summary["id_mapping"] is True
+    assert report.summary["id_mapping_file"] == str(root / dataset / "id_mapping.json")
+    assert default_image_root(root, dataset) == photos
+    assert check(root, dataset, "--image-root", str(photos)) == 0          # every photo found there
+    files = image_files(folder, "train", photos)                             # the global branch's reader
+    assert len(files) == 12 and all(f.is_file() and f.parent.is_relative_to(photos) for f in files)
+    assert download(root, dataset) == 0                                      # located: nothing missing
+    assert f"{dataset}: found in {folder}; nothing to download" in capsys.readouterr().out
+
+
+def test_id_mapping_in_precomp_wins_and_absence_names_every_place(f30k_base, tmp_path):
+    from aahr.data import DataError
+    from aahr.features.images import image_files
+    from aahr.paths import default_image_root
+
+    root = _copy(f30k_base, tmp_path)
+    folder = root / "f30k" / "precomp"
+    beside = root / "f30k" / "id_mapping.json"
+    beside.write_text("{}")                                   # an empty mapping beside: precomp/'s is read first
+    assert validate_dataset(root, "f30k").ok
+    assert default_image_root(root, "f30k") == root / "f30k" / "images"     # no flickr30k-images: the old default
+    (folder / "id_mapping.json").unlink()
+    problems = validate_dataset(root, "f30k").problems
+    assert len(problems) == 3 and all(str(beside) in p and "no entry for" in p for p in problems)
+    beside.unlink()
+    (problem,) = validate_dataset(root, "f30k").problems
+    assert problem.startswith(f"{folder / 'id_mapping.json'}: file not found, nor {beside} (")
+    with pytest.raises(DataError) as err:
+        image_files(folder, "test")
+    assert str(folder / "id_mapping.json") in str(err.value) and str(beside) in str(err.value)
 
 
 @pytest.mark.parametrize("dataset", ["f30k", "coco"])
@@ -271,7 +319,8 @@ def mapping_invalid_json(f):
 
 def mapping_absent(f):
     (f / "id_mapping.json").unlink()
-    return "id_mapping.json", ["id_mapping.json: file not found (the global branch needs it"]
+    return "id_mapping.json", [f"id_mapping.json: file not found, nor {f.parent / 'id_mapping.json'} (the global "
+                               "branch needs it"]
 
 
 def capids_wrong_order(f):
@@ -530,3 +579,44 @@ def test_unknown_dataset_is_refused_by_the_api(tmp_path):
     with pytest.raises(AahrError, match="unknown real dataset 'synth'"):
         validate_dataset(tmp_path, "synth")
     assert eccv_subset(5)[0].shape == (5,)
+
+
+def test_the_features_stay_a_memory_map_from_the_loader_to_the_batch(tmp_path):
+    """The training loader never loads a whole feature file: the split's array is an np.memmap and a
+    batch is made by fancy-indexing it with the batch's image rows (anything that converts the whole
+    array, np.asarray or a full slice, is refused by the spy)."""
+    from aahr.training.data import GlobalBatchSampler, PairDataset, Tokenizer, dataset_folders, load_split
+    from aahr.features.text import Vocabulary
+
+    root = tmp_path / "data"
+    make_f30k(root, n_train=10, k=4, d=16, images=False, convention="canonical")
+    features, captions = dataset_folders(root, "f30k")
+    split = load_split(features, captions, "train", with_global=False)
+    assert isinstance(split.regions, np.memmap) and split.regions.shape == (10, 4, 16)
+    assert Path(split.regions.filename) == (features / "train_ims.npy").resolve()
+
+    class Spy:
+        def __init__(self, array):
+            self.array, self.keys = array, []
+            self.shape, self.ndim, self.dtype = array.shape, array.ndim, array.dtype
+
+        def __getitem__(self, key):
+            rows = np.atleast_1d(np.arange(self.shape[0])[key])
+            assert len(rows) < self.shape[0], f"the whole array was read ({key!r})"
+            self.keys.append(rows)
+            return self.array[key]
+
+        def __array__(self, *a, **k):
+            raise AssertionError("the whole feature array was converted")
+
+        def __len__(self):
+            return self.shape[0]
+
+    spy = split.regions = Spy(split.regions)
+    tok = Tokenizer(16, vocab=Vocabulary.build(split.captions))
+    data = PairDataset(split, tok, 0)
+    keys = next(iter(GlobalBatchSampler(len(data), 4, 0)))
+    batch = data.collate(keys)
+    assert batch["regions"].shape == (4, 4, 16)
+    assert [list(k) for k in spy.keys] == [[j // 5 for _, j in keys]]        # one fancy index: the batch's rows
+    np.testing.assert_array_equal(batch["regions"].numpy(), np.load(features / "train_ims.npy")[[j // 5 for _, j in keys]])

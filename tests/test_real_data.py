@@ -45,17 +45,18 @@ def _random_openclip(path: Path, model: str = "ViT-S-32") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    """The project copy after `snakemake ... table1-3` on the tiny real-format datasets."""
+def _run_real_tables(tmp_path_factory, datasets: list[str], variants: tuple[str, ...],
+                     convention: str = "precomp") -> Path:
+    """A project copy after `snakemake ... table1-3` on tiny real-format ``datasets`` (folder layout
+    ``convention``, see real_fixtures)."""
     project = copy_project(tmp_path_factory.mktemp("real") / "project")
     data = project / "data" / "real"
-    make_f30k(data)
-    make_coco(data)
+    for d in datasets:
+        (make_f30k if d == "f30k" else make_coco)(data, convention=convention)
     models = tmp_path_factory.mktemp("models")
     params = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    params |= {"datasets": ["f30k", "coco"], "data_root": "data/real", "results_root": "results/real", "seeds": [0]}
-    params["variants"] = {v: params["variants"][v] for v in ("aahr", "gpo")}
+    params |= {"datasets": datasets, "data_root": "data/real", "results_root": "results/real", "seeds": [0]}
+    params["variants"] = {v: params["variants"][v] for v in variants}
     params["global_branch"]["openclip"] |= {"model": "ViT-S-32", "weights": str(_random_openclip(models / "oc.pt")),
                                             "batch_size": 8}
     params["text"] |= {"backbone": "bert-finetune", "path": str(_random_bert(models / "bert")), "max_tokens": 16}
@@ -71,6 +72,12 @@ def real_run(tmp_path_factory):
                    ) if (project / "results/real/logs").is_dir() else ""
     assert proc.returncode == 0, proc.stderr[-3000:] + logs
     return project
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """The project copy after `snakemake ... table1-3` on the tiny real-format datasets."""
+    return _run_real_tables(tmp_path_factory, ["f30k", "coco"], ("aahr", "gpo"))
 
 
 def _rows(project: Path, n: int) -> list[dict]:
@@ -118,3 +125,37 @@ def test_check_data_stops_the_dag_on_a_broken_dataset(real_run, tmp_path):
     log = (real_run / "results/real/logs/check_data_f30k.log").read_text()
     assert "dev_caps.txt" in log and "Traceback" not in log
     assert not (real_run / "results/real/f30k/check_data.json").exists()
+
+
+def test_canonical_layout_runs_to_the_tables(tmp_path_factory):
+    """VSE-infinity's tree (data/f30k/precomp/, data/f30k/id_mapping.json beside it, the photos in
+    data/f30k/flickr30k-images/), with no image_root in the config: every stage runs to Tables 1-3, the
+    global branch reads the mapping beside precomp/ and the photos of flickr30k-images/."""
+    project = _run_real_tables(tmp_path_factory, ["f30k"], ("aahr", "gpo"), convention="canonical")
+    data = project / "data/real/f30k"
+    assert not (data / "precomp/id_mapping.json").exists() and not (data / "images").exists()
+    assert (data / "precomp/test_global_img.npy").is_file()
+    log = (project / "results/real/logs/global_branch_f30k_test.log").read_text()
+    assert "Traceback" not in log
+    measured = [r for r in _rows(project, 1) if r["dataset"] == "f30k" and r["source"] == "measured"]
+    assert [r["method"] for r in measured] == ["zeroshot", "gpo", "aahr"]
+    assert (project / "results/real/table3.csv").is_file()
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_download_rule_fetches_only_when_the_config_says_so(download, tmp_path):
+    """`--config download=true` makes download_real run the fetching form (--what features,images,weights);
+    by default it only locates. A dry run on a canonical tree that lacks one file; the tree's
+    id_mapping.json beside precomp/ is an input as it is (no rule asked to make precomp/id_mapping.json)."""
+    project = copy_project(tmp_path / "project")
+    folder = make_f30k(project / "data" / "real", k=2, d=8, images=False, convention="canonical")
+    (folder / "dev_caps.txt").unlink()
+    proc = subprocess.run([str(BIN / "snakemake"), "results/real/f30k/check_data.json", "-n", "-p", "--cores", "1",
+                           "--config", "datasets=[f30k]", "data_root=data/real", "results_root=results/real",
+                           f"download={str(download).lower()}"],
+                          cwd=project, env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = [line for line in proc.stdout.splitlines() if "aahr download --dataset" in line]
+    assert len(commands) == 1 and "data/real/f30k/precomp/dev_caps.txt" in proc.stdout
+    assert ("--what features,images,weights" in commands[0]) is download
+    assert "precomp/id_mapping.json" not in proc.stdout

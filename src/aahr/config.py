@@ -44,6 +44,9 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     """Check ``params`` against the schema; raise ConfigError naming every bad key in ``source``."""
     if not isinstance(params, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(params).__name__}")
+    flag = params.get("download")
+    if isinstance(flag, str) and flag.lower() in ("true", "false"):
+        params["download"] = flag.lower() == "true"   # `--config download=true` reaches Snakemake as a string
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

@@ -6,13 +6,17 @@ PCME++, AAHR) or ``{data_root}/{dataset}_precomp/`` (SCAN, HREM), per split:
     {split}_ims.npy      float32 (N, K, D) region features (K = 36, D = 2048 for the real data)
     {split}_caps.txt     5 N captions, 5 consecutive lines per image (caption i is image i // 5's)
     {split}_ids.txt      N image ids (integers, unique within the split)
-    id_mapping.json      {image id: image file relative to the image root}; the global branch needs it
+    id_mapping.json      {image id: image file relative to the image root}; the global branch needs it;
+                         in the precomp folder or beside it (``{data_root}/{dataset}/id_mapping.json``,
+                         VSE-infinity's canonical layout, whose photos are in
+                         ``{data_root}/f30k/flickr30k-images/`` and ``{data_root}/coco/images/``)
     testall_capids.txt   coco only: 5 N COCO caption ids of testall (the bridge to ECCV Caption)
 
 :func:`validate_dataset` checks all of it and collects every problem (each names the file and, for
 text files, the line); ``aahr check-data`` prints them. :func:`locate_or_link` is ``aahr download``:
 it finds a copy, links the SCAN convention into the fixed path the workflow reads, or explains
-(:data:`INSTRUCTIONS`) which files are needed and where they are published. Nothing is downloaded.
+(:data:`INSTRUCTIONS`) which files are needed and where they are published. Fetching what is
+publicly downloadable (``aahr download --what ...``) is :mod:`aahr.download`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from aahr.data import CAPTIONS_PER_IMAGE
 from aahr.errors import AahrError
-from aahr.paths import find_precomp, precomp_candidates
+from aahr.paths import CANONICAL_IMAGES, ID_MAPPING, find_id_mapping, find_precomp, id_mapping_candidates, precomp_candidates
 
 FEATURE_DIM = 2048
 DATASETS = ("f30k", "coco")
@@ -41,9 +45,10 @@ _ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line ends for str.splitl
 # it. Sizes: 36 x 2048 x 4 bytes = 295 KB per image (docs/evaluation.md).
 INSTRUCTIONS = """\
 no complete copy of the {name} features in {root}/{dataset}/precomp or {root}/{dataset}_precomp;
-aahr does not download them (the copies move and cannot be verified here). Place these files in
+this form of aahr download fetches nothing (--what fetches what is public). Place these files in
 {root}/{dataset}/precomp/ (or {root}/{dataset}_precomp/, the SCAN convention; then run this
-command again to link it):
+command again to link it); id_mapping.json may also sit beside precomp/, in {root}/{dataset}/
+(VSE-infinity's layout), and the photos in {images}/:
 {files}
 Where they are published:
   - {split_list} region features, captions and ids (the SCAN precomputed bottom-up-attention
@@ -52,7 +57,9 @@ Where they are published:
 {sources}
 To use a copy that is elsewhere, set `data_root` in params.yaml (or your --configfile) to the
 folder that holds {dataset}/precomp or {dataset}_precomp (both are accepted), and point
-`real.{dataset}.image_root` at the raw images. Then check it with
+`real.{dataset}.image_root` at the raw images (default: {default_images}).
+`aahr download --dataset {dataset} --data-root {root} --what features,images,weights`
+fetches what is publicly downloadable. Then check it with
   aahr check-data --dataset {dataset} --data-root <data_root>"""
 
 _FILES = {
@@ -97,7 +104,12 @@ def instructions(dataset: str, data_root: str | Path) -> str:
     _known(dataset)
     width = max(len(f) for f, _ in _FILES[dataset])
     files = "\n".join(f"  {f:<{width}}  {what}" for f, what in _FILES[dataset])
-    return INSTRUCTIONS.format(name=_NAMES[dataset], root=Path(data_root), dataset=dataset, files=files,
+    root = Path(data_root)
+    return INSTRUCTIONS.format(name=_NAMES[dataset], root=root, dataset=dataset, files=files,
+                               images=root / dataset / CANONICAL_IMAGES[dataset],
+                               default_images=(f"{root / dataset / CANONICAL_IMAGES[dataset]} when it exists, "
+                                               f"else {root / dataset / 'images'}"
+                                               if CANONICAL_IMAGES[dataset] != "images" else root / dataset / "images"),
                                split_list=", ".join(SPLITS[dataset]), sources=_SOURCES[dataset])
 
 
@@ -304,10 +316,21 @@ def _scan_values(path: Path, array: np.ndarray, ids: list | None, progress: bool
     n = array.shape[0]
     step = max(1, _SCAN_BYTES // max(1, array[0].nbytes))
     first, count = None, 0
-    with tqdm(total=n, desc=f"scanning {path.name}", unit="img", disable=not progress, leave=False,
-              mininterval=1.0) as bar:
+    # Chunks are read with plain file reads, not through the memory map: pages touched through a map
+    # count in the process's resident memory until the kernel evicts them (8.6 GB for f30k train),
+    # while a read's buffer is freed with the chunk.
+    offset = getattr(array, "offset", None)
+    reader = open(path, "rb") if isinstance(array, np.memmap) and offset is not None else None
+    with reader or open(os.devnull, "rb"), tqdm(total=n, desc=f"scanning {path.name}", unit="img",
+                                               disable=not progress, leave=False, mininterval=1.0) as bar:
         for start in range(0, n, step):
-            chunk = array[start:start + step]
+            if reader is not None:
+                rows = min(step, n - start)
+                reader.seek(offset + start * array[0].nbytes)
+                chunk = np.fromfile(reader, dtype=array.dtype, count=rows * array[0].size).reshape(
+                    (rows,) + array.shape[1:])
+            else:
+                chunk = array[start:start + step]
             # a float64 sum is finite exactly when every float32 value is (no overflow is possible)
             bad = np.flatnonzero(~np.isfinite(chunk.sum(axis=tuple(range(1, chunk.ndim)), dtype=np.float64)))
             if len(bad):
@@ -322,14 +345,21 @@ def _scan_values(path: Path, array: np.ndarray, ids: list | None, progress: bool
         problems.append(f"{path}: {count} of {n} images have NaN or inf features (first: {where})")
 
 
-def _read_mapping(folder: Path, dataset: str, problems: list[str]) -> dict | None:
-    path = folder / "id_mapping.json"
-    if not path.is_file():
+def _read_mapping(folder: Path, root: Path, dataset: str, problems: list[str]) -> tuple[dict | None, Path]:
+    """(mapping or None, its path: the file found, else the first place looked at)."""
+    path = find_id_mapping(folder, root, dataset)
+    if path is None:
+        looked = id_mapping_candidates(folder, root, dataset)
         where = ("the VSE-infinity data package" if dataset == "f30k"
                  else "the VSE-infinity / PCME++ annotation bundles")
-        problems.append(f"{path}: file not found (the global branch needs it to find each id's photo; "
-                        f"it is in {where}: aahr download)")
-        return None
+        nor = "".join(f", nor {p}" for p in looked[1:])
+        problems.append(f"{looked[0]}: file not found{nor} (the global branch needs it to find each id's "
+                        f"photo; it is in {where}: aahr download)")
+        return None, looked[0]
+    return _parse_mapping(path, problems), path
+
+
+def _parse_mapping(path: Path, problems: list[str]) -> dict | None:
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -452,8 +482,9 @@ def validate_dataset(data_root: str | Path, dataset: str, splits=None, feature_d
                         f"exists (`aahr download --dataset {dataset} --data-root {root}` lists the files "
                         f"needed and where they are published)")
         return report
-    mapping = _read_mapping(folder, dataset, problems)
+    mapping, mapping_path = _read_mapping(folder, root, dataset, problems)
     summary["id_mapping"] = mapping is not None
+    summary["id_mapping_file"] = str(mapping_path) if mapping is not None else None
     img_root = None if image_root is None else Path(image_root)
     regions = {}
     for split in splits:
@@ -504,7 +535,7 @@ def validate_dataset(data_root: str | Path, dataset: str, splits=None, feature_d
             elif n_ref is None and len(caps) % CAPTIONS_PER_IMAGE:
                 problems.append(f"{caps_path}: {len(caps)} captions is not a multiple of {CAPTIONS_PER_IMAGE}")
         if mapping is not None and ids is not None:
-            _check_mapping(mapping, folder / "id_mapping.json", ids_path, ids, img_root, problems)
+            _check_mapping(mapping, mapping_path, ids_path, ids, img_root, problems)
         if check_values and array is not None:
             _scan_values(ims_path, array, ids, progress, problems)
         if dataset == "coco" and split == ECCV_SPLIT and ids is not None:
@@ -522,8 +553,10 @@ def validate_dataset(data_root: str | Path, dataset: str, splits=None, feature_d
 # --------------------------------------------------------------------------------- aahr download
 
 
-def _missing(folder: Path, dataset: str, splits) -> list[str]:
-    return [f for f in required_files(dataset, splits) if not (folder / f).is_file()]
+def _missing(folder: Path, dataset: str, splits, root: Path) -> list[str]:
+    """Required files absent from ``folder`` (id_mapping.json may also be beside it, in {root}/{dataset})."""
+    return [f for f in required_files(dataset, splits)
+            if not (find_id_mapping(folder, root, dataset) if f == ID_MAPPING else (folder / f).is_file())]
 
 
 def locate_or_link(data_root: str | Path, dataset: str, splits=None) -> str:
@@ -539,11 +572,11 @@ def locate_or_link(data_root: str | Path, dataset: str, splits=None) -> str:
     root = Path(data_root)
     nested, flat = precomp_candidates(root, dataset)
     check = f"validate it with: aahr check-data --dataset {dataset} --data-root {root}"
-    if nested.is_dir() and not _missing(nested, dataset, splits):
+    if nested.is_dir() and not _missing(nested, dataset, splits, root):
         how = f" (a link to {os.readlink(nested)})" if nested.is_symlink() else ""
         return f"{dataset}: found in {nested}{how}; nothing to download; {check}"
     notes = []
-    if flat.is_dir() and not _missing(flat, dataset, splits):
+    if flat.is_dir() and not _missing(flat, dataset, splits, root):
         if nested.is_symlink() and not nested.exists():
             nested.unlink()                                   # a dangling link: replace it
         elif nested.is_dir() and not nested.is_symlink() and not any(nested.iterdir()):
@@ -558,11 +591,11 @@ def locate_or_link(data_root: str | Path, dataset: str, splits=None) -> str:
             return (f"{dataset}: found in {flat} (SCAN convention); linked {nested} -> {target} so the "
                     f"workflow's paths find it; {check}")
         notes.append(f"{flat} is complete but {nested} exists and is incomplete (missing "
-                     f"{', '.join(_missing(nested, dataset, splits))}); the workflow reads {nested}: "
+                     f"{', '.join(_missing(nested, dataset, splits, root))}); the workflow reads {nested}: "
                      f"remove it, then run this command again")
     for folder in (nested, flat):
         if folder.is_dir() and not notes:
-            miss = _missing(folder, dataset, splits)
+            miss = _missing(folder, dataset, splits, root)
             notes.append(f"{folder} exists but lacks {len(miss)} file{'s' if len(miss) > 1 else ''}: "
                          f"{', '.join(miss)}")
     raise AahrError("\n".join(notes + [instructions(dataset, root)]))

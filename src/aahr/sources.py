@@ -22,6 +22,7 @@ ENTRY = "aahr.cli"   # every command starts here (it finds the command's module 
 # Package data that a module reads (importlib.resources, not an import): part of its code.
 DATA_FILES = {
     "aahr.config": ("schemas/params.schema.yaml",),
+    "aahr.download": ("reference/downloads.json",),
     "aahr.tables": ("reference/paper_results.csv", "reference/eccv_results.csv",
                     "reference/global_branch_regime.csv"),
 }

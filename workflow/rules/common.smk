@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from aahr.config import validate_params
+from aahr.paths import default_image_root, find_id_mapping
 from aahr.sources import command_sources
 
 validate_params(
@@ -123,7 +124,7 @@ def real_inputs(wildcards):
     """Every file a real dataset must provide (the ECCV bridge only where it is evaluated)."""
     d = wildcards.dataset
     files = real_precomp(d, "{split}_ims.npy", "{split}_caps.txt", "{split}_ids.txt")
-    files += precomp(d, "id_mapping.json")
+    files += [id_mapping(wildcards)]
     if config["real"][d]["eccv"]:
         files += precomp(d, "testall_capids.txt")
     return files
@@ -138,8 +139,18 @@ def test_split(wildcards):
     return config["real"][wildcards.dataset]["test_split"]
 
 
+def id_mapping(wildcards):
+    """A real dataset's id_mapping.json: in precomp/ or beside it (aahr.paths.find_id_mapping);
+    when neither exists, the precomp one (download_real then locates it or says where to get it)."""
+    folder = f"{DATA}/{wildcards.dataset}/precomp"
+    found = find_id_mapping(folder, DATA, wildcards.dataset)
+    return str(found) if found else f"{folder}/id_mapping.json"
+
+
 def image_root(wildcards):
-    """A real dataset's photos (for the global branch): real.{dataset}.image_root or {data_root}/{dataset}/images."""
-    return config["real"][wildcards.dataset]["image_root"] or os.path.join(
-        DATA, wildcards.dataset, "images"
+    """A real dataset's photos (for the global branch): real.{dataset}.image_root, else
+    aahr.paths.default_image_root ({data_root}/f30k/flickr30k-images when it exists, else
+    {data_root}/{dataset}/images)."""
+    return config["real"][wildcards.dataset]["image_root"] or str(
+        default_image_root(DATA, wildcards.dataset)
     )

@@ -1,4 +1,4 @@
-# Data: generation of the embedded synth dataset (download rules for real data come later).
+# Data: generation of the embedded synth dataset (the real datasets' download rule is in real.smk).
 
 
 rule generate_synth:

@@ -1,6 +1,7 @@
 # The real datasets (f30k, coco): the field's precomputed region features, located (aahr download)
 # and validated (aahr check-data) before anything reads them; the OpenCLIP global branch on the
-# photos; then the same training and evaluation as synth. Nothing here downloads by itself.
+# photos; then the same training and evaluation as synth. Nothing is downloaded unless the config
+# says `download: true`: download_real then fetches what is public first (aahr download --what).
 
 
 rule download_real:
@@ -12,8 +13,10 @@ rule download_real:
         ENV
     params:
         root=lambda w, output: data_root_of(output[0]),
+        fetch="--what features,images,weights" if config["download"] else "",
     shell:
-        "aahr download --dataset {wildcards.dataset} --data-root {params.root:q} > {log:q} 2>&1"
+        "aahr download --dataset {wildcards.dataset} --data-root {params.root:q} {params.fetch}"
+        " > {log:q} 2>&1"
 
 
 rule check_data_real:
@@ -39,7 +42,7 @@ rule global_branch_real:
         check=f"{RESULTS}/{{dataset}}/check_data.json",
         ids=f"{DATA}/{{dataset}}/precomp/{{split}}_ids.txt",
         caps=f"{DATA}/{{dataset}}/precomp/{{split}}_caps.txt",
-        mapping=f"{DATA}/{{dataset}}/precomp/id_mapping.json",
+        mapping=id_mapping,
         code=sources("global-branch"),
     output:
         img=f"{DATA}/{{dataset}}/precomp/{{split}}_global_img.npy",

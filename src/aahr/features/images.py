@@ -28,12 +28,18 @@ def available_splits(folder: str | Path, order=("pretrain", "train", "dev", "tes
 
 
 def image_files(folder: str | Path, split: str, image_root: str | Path | None = None) -> list[Path]:
-    """Image paths of ``split`` in id order, resolved through ``{folder}/id_mapping.json``."""
+    """Image paths of ``split`` in id order, resolved through ``id_mapping.json`` in ``folder`` or,
+    for a folder named ``precomp``, beside it (the canonical layout; aahr.paths.id_mapping_candidates)."""
+    from aahr.paths import find_id_mapping, id_mapping_candidates
+
     folder = Path(folder)
     root = Path(image_root) if image_root is not None else folder
-    mapping_file = folder / "id_mapping.json"
-    if not mapping_file.is_file():
-        raise DataError(f"{mapping_file}: file not found (needed to find the images of {split})")
+    mapping_file = find_id_mapping(folder)
+    if mapping_file is None:
+        looked = " nor ".join(str(p) for p in id_mapping_candidates(folder))
+        raise DataError(f"id_mapping.json: file not found: neither {looked} exists (needed to find the "
+                        f"images of {split})" if " nor " in looked else
+                        f"{looked}: file not found (needed to find the images of {split})")
     try:
         mapping = json.loads(mapping_file.read_text())
     except json.JSONDecodeError as exc:
