@@ -17,7 +17,9 @@ DATA = config["data_root"]
 RESULTS = config["results_root"]
 LOGS = f"{RESULTS}/logs"
 ENV = "../../environment.yml"  # the one environment every rule runs in (--sdm conda)
-PACKAGE_DIR = Path("src/aahr")  # this project's package sources (Snakemake runs in its root)
+PACKAGE_DIR = Path(
+    "src/aahr"
+)  # this project's package sources (Snakemake runs in its root)
 
 
 def sources(*commands):
@@ -107,9 +109,13 @@ def precomp(dataset, *names, splits=MATCH_SPLITS):
     ]
 
 
-# The real datasets (rules/real.smk).
+# Every dataset runs the same training and evaluation rules; the real ones (rules/real.smk) also
+# have their own download, check and OpenCLIP rules.
+REAL = "f30k|coco"
+
+
 wildcard_constraints:
-    dataset="f30k|coco",
+    dataset=f"synth|{REAL}",
     split="train|dev|test|testall",
     name=r"(train|dev|test|testall)_(ims\.npy|caps\.txt|ids\.txt)|id_mapping\.json|testall_capids\.txt",
 
@@ -136,12 +142,77 @@ def data_root_of(path):
 
 
 def test_split(wildcards):
+    """The split the tables report: synth's test, a real dataset's test or testall."""
+    if wildcards.dataset == "synth":
+        return "test"
     return config["real"][wildcards.dataset]["test_split"]
+
+
+def matcher_inputs(splits):
+    """The inputs of a training or evaluation job on `splits(wildcards)`: synth's features and raw
+    folder (captions, exact positives); a real dataset's checked feature folder (captions inside).
+    """
+
+    def inputs(w):
+        names = ["{split}_ims.npy", "{split}_global_img.npy", "{split}_global_txt.npy"]
+        if w.dataset == "synth":
+            return {
+                "features": precomp("synth", *names, splits=splits(w)),
+                "raw": synth_raw(),
+            }
+        return {
+            "check": f"{RESULTS}/{w.dataset}/check_data.json",
+            "features": precomp(
+                w.dataset, *names, "{split}_caps.txt", splits=splits(w)
+            ),
+        }
+
+    return inputs
+
+
+def zeroshot_inputs(w):
+    """The global branch's test embeddings (and synth's raw folder, for its exact positives)."""
+    names = ["{split}_global_img.npy", "{split}_global_txt.npy"]
+    files = {"features": precomp(w.dataset, *names, splits=[test_split(w)])}
+    if w.dataset == "synth":
+        return files | {"raw": synth_raw()}
+    return files | {"check": f"{RESULTS}/{w.dataset}/check_data.json"}
+
+
+def folder(name):
+    """params: the folder of the named input's first file."""
+    return lambda w, input: os.path.dirname(input[name][0])
+
+
+def captions_folder(w, input):
+    """Where a split's captions are: synth's raw folder, a real dataset's feature folder."""
+    return input.raw if w.dataset == "synth" else os.path.dirname(input.features[0])
+
+
+def evaluation_labels(w, input):
+    """The ground truth beyond the pairs: synth's exact positives; a real dataset's ids for ECCV
+    Caption (coco's testall) where it is evaluated."""
+    if w.dataset == "synth":
+        return f"--captions {input.raw} --positives {input.raw}"
+    if input.get("eccv"):
+        return f"--image-ids {input.ids[0]} --caption-ids {input.eccv[0]}"
+    return ""
+
+
+def eccv_inputs(w):
+    """coco: the ids that bridge the test split to ECCV Caption."""
+    if w.dataset == "synth" or not config["real"][w.dataset]["eccv"]:
+        return {}
+    return {
+        "ids": precomp(w.dataset, "{split}_ids.txt", splits=[test_split(w)]),
+        "eccv": precomp(w.dataset, "testall_capids.txt"),
+    }
 
 
 def id_mapping(wildcards):
     """A real dataset's id_mapping.json: in precomp/ or beside it (aahr.paths.find_id_mapping);
-    when neither exists, the precomp one (download_real then locates it or says where to get it)."""
+    when neither exists, the precomp one (download_real then locates it or says where to get it).
+    """
     folder = f"{DATA}/{wildcards.dataset}/precomp"
     found = find_id_mapping(folder, DATA, wildcards.dataset)
     return str(found) if found else f"{folder}/id_mapping.json"

@@ -1,49 +1,52 @@
 # Evaluation: every row of the tables is a metrics.json under results/{dataset}/{variant}/.
 
 
-rule evaluate_zeroshot_synth:
+rule evaluate_zeroshot:
     input:
-        features=precomp("synth", "test_global_img.npy", "test_global_txt.npy"),
-        raw=synth_raw(),
+        unpack(zeroshot_inputs),
         code=sources("evaluate"),
     output:
-        metrics=f"{result_dir('synth', 'zeroshot', None)}/metrics.json",
-        ranks=f"{result_dir('synth', 'zeroshot', None)}/ranks.npz",
+        metrics=f"{result_dir('{dataset}', 'zeroshot', None)}/metrics.json",
+        ranks=f"{result_dir('{dataset}', 'zeroshot', None)}/ranks.npz",
     log:
-        f"{LOGS}/evaluate_zeroshot_synth.log",
+        f"{LOGS}/evaluate_zeroshot_{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_zeroshot_synth.tsv"
+        f"{RESULTS}/benchmarks/evaluate_zeroshot_{{dataset}}.tsv"
     conda:
         ENV
     params:
-        features=lambda w, input: os.path.dirname(input.features[0]),
+        split=test_split,
+        features=folder("features"),
+        positives=lambda w, input: (
+            f"--positives {input.raw}" if w.dataset == "synth" else ""
+        ),
         out=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "aahr evaluate --zeroshot {params.features:q} --split test --positives {input.raw:q}"
+        "aahr evaluate --zeroshot {params.features:q} --split {params.split} {params.positives}"
         " --out {params.out:q} > {log:q} 2>&1"
 
 
-rule evaluate_synth:
+rule evaluate:
     input:
-        best=f"{run_dir('synth')}/best.pt",
-        features=precomp(
-            "synth", "test_ims.npy", "test_global_img.npy", "test_global_txt.npy"
-        ),
-        raw=synth_raw(),
+        unpack(matcher_inputs(lambda w: [test_split(w)])),
+        unpack(eccv_inputs),
+        best=f"{run_dir('{dataset}')}/best.pt",
         code=sources("evaluate"),
     output:
-        metrics=f"{result_dir('synth')}/metrics.json",
-        ranks=f"{result_dir('synth')}/ranks.npz",
+        metrics=f"{result_dir('{dataset}')}/metrics.json",
+        ranks=f"{result_dir('{dataset}')}/ranks.npz",
     log:
-        f"{LOGS}/evaluate_synth_{{variant}}_seed{{seed}}.log",
+        f"{LOGS}/evaluate_{{dataset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_synth_{{variant}}_seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
     params:
+        split=test_split,
         run=lambda w, input: os.path.dirname(input.best),
-        features=lambda w, input: os.path.dirname(input.features[0]),
+        features=folder("features"),
+        labels=evaluation_labels,
         out=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "aahr evaluate --run {params.run:q} --features {params.features:q} --captions {input.raw:q}"
-        " --split test --positives {input.raw:q} --out {params.out:q} > {log:q} 2>&1"
+        "aahr evaluate --run {params.run:q} --features {params.features:q} --split {params.split}"
+        " {params.labels} --out {params.out:q} > {log:q} 2>&1"

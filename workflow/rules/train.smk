@@ -1,26 +1,19 @@
 # Training: one run per dataset x variant x seed (each variant a set of switches in params.yaml).
 
 
-rule train_synth:
+rule train:
     input:
         # train and dev only: model selection never sees the test split
-        features=precomp(
-            "synth",
-            "{split}_ims.npy",
-            "{split}_global_img.npy",
-            "{split}_global_txt.npy",
-            splits=["train", "dev"],
-        ),
-        raw=synth_raw(),
+        unpack(matcher_inputs(lambda w: ["train", "dev"])),
         code=sources("train"),
     output:
-        best=f"{run_dir('synth')}/best.pt",
-        log=f"{run_dir('synth')}/log.jsonl",
-        metrics=f"{run_dir('synth')}/metrics.json",
+        best=f"{run_dir('{dataset}')}/best.pt",
+        log=f"{run_dir('{dataset}')}/log.jsonl",
+        metrics=f"{run_dir('{dataset}')}/metrics.json",
     log:
-        f"{LOGS}/train_synth_{{variant}}_seed{{seed}}.log",
+        f"{LOGS}/train_{{dataset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_synth_{{variant}}_seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
     threads: workflow.cores
@@ -34,8 +27,9 @@ rule train_synth:
         losses=config["losses"],
         text=config["text"],
         out=lambda w, output: os.path.dirname(output.best),
-        features=lambda w, input: os.path.dirname(input.features[0]),
+        features=folder("features"),
+        captions=captions_folder,
     shell:
-        "aahr train --params {params.file:q} --dataset synth --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --features {params.features:q} --captions {input.raw:q} --out {params.out:q}"
-        " --resume-matching --threads {threads} --quiet > {log:q} 2>&1"
+        "aahr train --params {params.file:q} --dataset {wildcards.dataset} --variant {wildcards.variant}"
+        " --seed {wildcards.seed} --features {params.features:q} --captions {params.captions:q}"
+        " --out {params.out:q} --resume-matching --threads {threads} --quiet > {log:q} 2>&1"
