@@ -125,7 +125,7 @@ def test_regions_are_deterministic_under_the_seed_and_reuse_the_trained_extracto
                      "dev") == 0
     assert "region extractor reused" in capsys.readouterr().out
     # Another seed trains another extractor.
-    other = dict(params, seed=params["seed"] + 1)
+    other = dict(params, data_seed=params["data_seed"] + 1)
     assert run_stage("regions", write_params(tmp_path, other), tiny_synth, tmp_path / "seed1",
                      tmp_path / "models", "--splits", "dev") == 0
     assert "region extractor trained" in capsys.readouterr().out

@@ -39,7 +39,7 @@ def test_parallel_rendering_gives_the_same_bytes(tiny_params, tmp_path):
 
 
 def test_another_seed_gives_other_data(tiny_params, tiny_synth, tmp_path):
-    tiny_params["seed"] = 1
+    tiny_params["data_seed"] = 1
     generate(tiny_params, tmp_path / "other", progress=False)
     assert (tmp_path / "other" / "test_caps.txt").read_text() != (tiny_synth / "test_caps.txt").read_text()
 

@@ -131,10 +131,10 @@ def test_the_report_holds_the_figures(project):
 
 
 def test_a_bad_config_stops_the_workflow_with_the_key_named(project):
-    proc = snakemake(project, "--dry-run", "--config", "seed=-3")
+    proc = snakemake(project, "--dry-run", "--config", "data_seed=-3")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "seed: -3 is less than the minimum of 0" in out
+    assert "data_seed: -3 is less than the minimum of 0" in out
 
 
 def _kill_tree(pid: int) -> None:

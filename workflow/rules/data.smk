@@ -16,6 +16,6 @@ rule generate_synth:
     params:
         file=params_file(),
         synth=config["synth"],
-        seed=config["seed"],
+        data_seed=config["data_seed"],
     shell:
         "aahr generate --params {params.file:q} --out {output:q} --workers {threads} --quiet > {log:q} 2>&1"

@@ -19,7 +19,7 @@ rule regions_synth:
     params:
         file=params_file(),
         regions=config["regions"],
-        seed=config["seed"],
+        data_seed=config["data_seed"],
         splits=" ".join(MATCH_SPLITS),
         out=lambda w, output: os.path.dirname(output.summary),
         models=lambda w, output: os.path.dirname(output.model),
@@ -47,7 +47,7 @@ rule global_branch_synth:
     params:
         file=params_file(),
         global_branch=config["global_branch"],
-        seed=config["seed"],
+        data_seed=config["data_seed"],
         splits=" ".join(MATCH_SPLITS),
         out=lambda w, output: os.path.dirname(output.summary),
         models=lambda w, output: os.path.dirname(output.model),

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     for name, draw in (("training_curves.png", lambda p: training_curves(logs, p)),
                        ("recall_at_k.png", lambda p: recall_at_k(curves, p, oracle)),
                        ("ablations.png", lambda p: ablations(rows, p, ceiling)),
-                       ("qualitative.png", lambda p: qualitative_grid(*grid, p, seed=params["seed"], cache=False))):
+                       ("qualitative.png", lambda p: qualitative_grid(*grid, p, seed=params["data_seed"], cache=False))):
         with atomic_path(out / name) as tmp:
             draw(tmp)
         print(out / name)

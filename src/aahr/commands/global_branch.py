@@ -42,7 +42,7 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
     from aahr.evaluation import RECALL_KEYS, retrieval_metrics
     from aahr.features.common import fingerprint
 
-    cfg, seed = params["global_branch"], params["seed"]
+    cfg, seed = params["global_branch"], params["data_seed"]
     progress = not args.quiet
     t = time.perf_counter()
     pretrain = images.read_image_array(images.image_files(dirs.input, "pretrain"), progress, "read pretrain")

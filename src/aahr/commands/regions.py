@@ -32,7 +32,7 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
     from aahr.features import images, regions, store
     from aahr.features.common import fingerprint
 
-    cfg, seed = params["regions"], params["seed"]
+    cfg, seed = params["regions"], params["data_seed"]
     progress = not args.quiet
     scenes_file = dirs.input / "pretrain_scenes.json"
     if not scenes_file.is_file():

@@ -27,7 +27,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="aahr",
                    help="a variant of params.yaml: aahr, no_gnn, no_proto, no_moco, no_global, gpo (default: aahr)")
     p.add_argument("--seed", type=int, default=None,
-                   help="training seed (default: the params file's seed; the workflow runs each of seeds)")
+                   help="training seed (default: the first of the params file's seeds; the workflow runs each "
+                        "of them). The data's own seed is data_seed")
     p.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, metrics.json")
     p.add_argument("--features", default=None,
                    help="precomp folder with {split}_ims.npy (default: {data_root}/{dataset}/precomp)")
@@ -65,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from aahr.training.loop import Options, train
 
     params = load_params(args.params)
-    if args.seed is not None:
-        if args.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-        params = {**params, "seed": args.seed}
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     nproc = args.nproc if args.nproc is not None else params["train"]["nproc"]
     if nproc > 1 and not distributed.launched_by_torchrun():
         return _relaunch(args, nproc)
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    metrics = train(Options(params=params, variant=args.variant, out=Path(args.out), dataset=args.dataset,
+    metrics = train(Options(params=params, variant=args.variant, out=Path(args.out), dataset=args.dataset, seed=args.seed,
                             features=Path(args.features) if args.features else None,
                             captions=Path(args.captions) if args.captions else None,
                             resume=args.resume, resume_matching=args.resume_matching, device=args.device,

@@ -109,7 +109,7 @@ def generate(params: dict, out: str | Path, progress: bool = True, workers: int 
 
     ``workers``: rendering processes (default: the CPUs this process may use)."""
     workers = workers or len(os.sched_getaffinity(0))
-    cfg, seed = params["synth"], params["seed"]
+    cfg, seed = params["synth"], params["data_seed"]
     t0 = time.perf_counter()
     out = Path(out)
     with atomic_dir(out) as tmp:

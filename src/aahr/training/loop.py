@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -52,10 +52,10 @@ class NonFiniteLossError(TrainingError):
     """A loss term became NaN or infinite; the message names the step and the term."""
 
 
-def run_fingerprint(params: dict, variant: str) -> dict:
-    """Everything that decides what a run computes (compared on --resume)."""
+def run_fingerprint(params: dict, variant: str, seed: int) -> dict:
+    """Everything that decides what a run computes (compared on --resume); ``seed`` is the training seed."""
     train = {k: v for k, v in params["train"].items() if k not in RESUMABLE_CHANGES}
-    return {"seed": params["seed"], "variant": variant, "switches": params["variants"][variant],
+    return {"seed": seed, "variant": variant, "switches": params["variants"][variant],
             "model": params["model"], "losses": params["losses"], "train": train, "text": params["text"]}
 
 
@@ -116,6 +116,7 @@ class Options:
     variant: str
     out: Path
     dataset: str = "synth"
+    seed: int | None = None        # the training seed; None: the first of the params' seeds
     features: Path | None = None
     captions: Path | None = None
     resume: bool = False
@@ -134,6 +135,8 @@ def train(opts: Options) -> dict:
     except ConfigError as exc:
         raise TrainingError(str(exc)) from None
     _check_batch_against_queue(params, opts.variant)
+    if opts.seed is None:
+        opts = replace(opts, seed=params["seeds"][0])
     ctx = distributed.init(pick_device(opts.device or params["train"]["device"]))
     try:
         run = _set_up(opts, params, ctx, _resume_state(opts, params, ctx))
@@ -172,7 +175,7 @@ def _resume_state(opts: Options, params: dict, ctx) -> dict | None:
         if ctx.main:  # a finished run asked for again: its code or inputs changed, so train anew
             print(f"{last_path}: a finished run: starting over")
         return None
-    if state["fingerprint"] != run_fingerprint(params, variant):
+    if state["fingerprint"] != run_fingerprint(params, variant, opts.seed):
         if not opts.resume_matching:
             raise TrainingError(f"{last_path}: the checkpoint was trained with other settings (only "
                                 f"train.{', train.'.join(sorted(RESUMABLE_CHANGES))} may change on --resume)")
@@ -221,7 +224,7 @@ def _set_up(opts: Options, params: dict, ctx, state: dict | None) -> Run:
     epoch loader; the checkpoint's weights and counters when resuming."""
     from aahr.features.common import seed_everything
 
-    variant, tcfg, seed = opts.variant, params["train"], params["seed"]
+    variant, tcfg, seed = opts.variant, params["train"], opts.seed
     switches = params["variants"][variant]
     features, captions = dataset_folders(params["data_root"], opts.dataset, opts.features, opts.captions)
     train_split = load_split(features, captions, "train", switches["global_branch"])
@@ -259,7 +262,7 @@ def _set_up(opts: Options, params: dict, ctx, state: dict | None) -> Run:
 
 def _train_epoch(run: Run, epoch: int) -> tuple[RunningMeans, float]:
     """One pass over the epoch's batches: (per-key means of the loss terms and health values, seconds)."""
-    tcfg, ctx, seed, device = run.tcfg, run.ctx, run.params["seed"], run.ctx.device
+    tcfg, ctx, seed, device = run.tcfg, run.ctx, run.opts.seed, run.ctx.device
     factor = learning_rate_factor(epoch, tcfg["lr_steps"], tcfg["lr_gamma"])
     for g in run.optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
@@ -326,7 +329,7 @@ def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float
     if improved:
         run.best = {"rsum": metrics["rsum"], "epoch": epoch + 1, "metrics": metrics}
     vocab = list(run.tokenizer.vocab.words) if run.tokenizer.vocab is not None else None
-    common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(run.params, variant),
+    common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(run.params, variant, run.opts.seed),
               "vocab": vocab, "dims": run.dims}
     if improved:
         save_checkpoint(run.out / BEST_SO_FAR, {**common, "model": run.model.state_dict(), "dev": metrics})
