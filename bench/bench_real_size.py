@@ -104,9 +104,9 @@ def train_steps(root: Path, steps: int, batch: int | None, threads: int) -> dict
     from bench_train_step import merged, time_variant
 
     from aahr.config import load_params, validate_params
-    from aahr.features.text import packaged_minilm_dir
+    from aahr.text import packaged_minilm_dir
     from aahr.model.layers import l2n
-    from aahr.training.data import dataset_folders, load_split
+    from aahr.splits import dataset_folders, load_split
 
     if threads:
         torch.set_num_threads(threads)

@@ -585,8 +585,9 @@ def test_the_features_stay_a_memory_map_from_the_loader_to_the_batch(tmp_path):
     """The training loader never loads a whole feature file: the split's array is an np.memmap and a
     batch is made by fancy-indexing it with the batch's image rows (anything that converts the whole
     array, np.asarray or a full slice, is refused by the spy)."""
-    from aahr.training.data import GlobalBatchSampler, PairDataset, Tokenizer, dataset_folders, load_split
-    from aahr.features.text import Vocabulary
+    from aahr.splits import Tokenizer, dataset_folders, load_split
+    from aahr.training.data import GlobalBatchSampler, PairDataset
+    from aahr.text import Vocabulary
 
     root = tmp_path / "data"
     make_f30k(root, n_train=10, k=4, d=16, images=False, convention="canonical")
