@@ -95,7 +95,7 @@ def _tiny_paths():
 
 
 def _jobs(slurm_conf: str) -> dict[str, tuple[str, str, str]]:
-    """SLURM's record of every job (MinJobAge=300 keeps finished ones): id -> (name, state, comment)."""
+    """SLURM's record of every job (MinJobAge=3600 keeps finished ones): id -> (name, state, comment)."""
     cmd = ["squeue", "--states=all", "--noheader", "--format=%i|%200j|%T|%200k"]
     out = subprocess.run(cmd, env=_env(slurm_conf), capture_output=True, text=True, timeout=30, check=True).stdout
     rows = (line.split("|", 3) for line in out.splitlines() if line.strip())

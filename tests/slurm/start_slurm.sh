@@ -8,7 +8,8 @@
 # Needs root (it installs Debian's slurm-wlm and munge with apt-get when they are missing, and starts
 # munged as the munge user). No systemd or cgroups: processes are tracked with proctrack/linuxproc,
 # there is no accounting database (so `sacct` does not work: the profile asks the plugin to use
-# `squeue`, and MinJobAge=300 keeps finished jobs visible to squeue for 5 minutes).
+# `squeue`, and MinJobAge=3600 keeps finished jobs visible to squeue for an hour: on a busy
+# machine the tiny DAG takes more than the 5 minutes that MinJobAge=300 allowed).
 #
 # Everything lives under DIR: slurm.conf, state, spool, logs and pid files; /etc/slurm/slurm.conf
 # becomes a link to DIR/slurm.conf (srun inside jobs does not see SLURM_CONF; see below). slurmctld and
@@ -140,7 +141,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
 DefMemPerCPU=$DEF_MEM
-MinJobAge=300
+MinJobAge=3600
 ReturnToService=2
 SchedulerType=sched/backfill
 SlurmctldTimeout=30
