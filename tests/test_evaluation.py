@@ -373,6 +373,7 @@ def _tie_free_coco5k(boost_rows, boost_cols, seed=0):
     return bits.view(np.float32)
 
 
+@pytest.mark.slow   # among the heaviest: kept out of the quick tier
 def test_agreement_with_eccv_caption_on_coco5k():
     from eccv_caption import Metrics
     from eccv_caption._metrics import compute_eccv_metrics

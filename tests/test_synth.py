@@ -90,6 +90,7 @@ def _brute_force(scene: Scene, sem: Semantics, margin: float) -> bool:
     return False
 
 
+@pytest.mark.slow   # among the heaviest: kept out of the quick tier
 def test_extended_positives_match_a_brute_force_reference(tiny_params):
     cfg = tiny_params["synth"]
     scenes = SceneSampler(cfg, np.random.default_rng(5)).sample(150)

@@ -118,6 +118,7 @@ def test_an_existing_run_is_not_overwritten_and_changed_settings_cannot_resume(f
     assert "other settings" in capsys.readouterr().err
 
 
+@pytest.mark.slow   # among the heaviest: kept out of the quick tier
 def test_resume_matching_resumes_the_same_settings_and_restarts_changed_ones(full_run, data_root, tmp_path,
                                                                            capsys):
     out = tmp_path / "out"
@@ -197,6 +198,7 @@ def test_training_reads_train_and_dev_never_test(data_root, tmp_path, monkeypatc
     assert sorted(seen) == ["dev", "train"]
 
 
+@pytest.mark.slow   # among the heaviest: kept out of the quick tier
 def test_two_processes_under_torchrun_give_the_same_losses_as_one(data_root, tmp_path):
     """The global batch is split over 2 gloo processes; gathered embeddings, synced BatchNorm, the
     batch relation graph and the queues make it train like one process (dropout and augmentation off)."""
