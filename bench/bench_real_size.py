@@ -174,12 +174,10 @@ def main() -> None:
     result = {"images": n, "file_gb": round(size / 1e9, 3), "write_seconds": round(seconds, 1),
               "check_data": checked, "train": trained,
               "check_data_under_4gb": checked["peak_rss_gb"] < 4.0}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
-    print(out)
+    from aahr.io import write_json
+
+    write_json(args.out, result)          # atomic, folders made
+    print(args.out)
 
 
 if __name__ == "__main__":
