@@ -4,6 +4,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 CORES  ?= 2
+# Jobs get one thread each and CORES of them run at once: many small jobs do more work per second
+# that way than one job on every core (an aahr step on 1 thread takes 1.4x its time on 2; README,
+# Performance). JOB_THREADS=$(CORES) gives every job all cores.
+JOB_THREADS ?= 1
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
@@ -19,17 +23,14 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 setup: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --printshellcmds
+	$(BIN)/snakemake --cores $(CORES) --max-threads $(JOB_THREADS) --printshellcmds
 	@$(BIN)/aahr summary
 
 # The ablation study (after make reproduce, whose seed-0 runs it reuses): three training seeds of every
 # variant, Table 5, module health (results/study/); then the whole pipeline with data seeds 1 and 2
 # for aahr and gpo; then the two sources of variance side by side (results/study/variance.md).
-# The study runs many small jobs: one thread per job and CORES jobs at once (JOB_THREADS) does more
-# work per second than one job on every core (an aahr step on 1 thread takes 1.4x its time on 2, see
-# the README's Performance section). One Snakemake at a time: they share .snakemake/aahr-params.yaml.
+# One Snakemake at a time: they share .snakemake/aahr-params.yaml.
 DATA_SEEDS  := 1 2
-JOB_THREADS ?= 1
 SNAKE_STUDY := $(BIN)/snakemake --cores $(CORES) --max-threads $(JOB_THREADS)
 study: $(STAMP)
 	$(SNAKE_STUDY) study --configfile configs/study.yaml
