@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from aahr.config import validate_params
+from aahr.config import resolve_variant, validate_params
 from aahr.paths import default_image_root, find_id_mapping
 from aahr.sources import command_sources
 
@@ -154,7 +154,9 @@ def matcher_inputs(splits):
     """
 
     def inputs(w):
-        names = ["{split}_ims.npy", "{split}_global_img.npy", "{split}_global_txt.npy"]
+        names = ["{split}_ims.npy"]
+        if resolve_variant(config, w.variant)["variants"][w.variant]["global_branch"]:
+            names += ["{split}_global_img.npy", "{split}_global_txt.npy"]  # only what the run reads
         if w.dataset == "synth":
             return {
                 "features": precomp("synth", *names, splits=splits(w)),
