@@ -329,6 +329,19 @@ def test_weights_go_through_huggingface_hub(tmp_path, capsys, monkeypatch):
     oc = root / "weights/CLIP-ViT-B-32-laion2B-s34B-b79K/open_clip_pytorch_model.bin"
     assert f"global_branch.openclip.weights: {oc}" in out and f"text.path: {root / 'weights/bert-base-uncased'}" in out
 
+    # the null keys of a real dataset's config now find them; a key already set and synth are left alone
+    params = {"data_root": str(root), "global_branch": {"openclip": {"weights": None}},
+              "text": {"backbone": "bert-finetune", "path": None}}
+    found = dl.with_downloaded_weights(params, "coco")
+    assert found["global_branch"]["openclip"]["weights"] == str(oc)
+    assert found["text"]["path"] == str(root / "weights/bert-base-uncased")
+    assert params["text"]["path"] is None                                     # a copy
+    assert dl.with_downloaded_weights(params, "synth") == params
+    mine = {**params, "text": {"backbone": "bert-finetune", "path": "/models/bert"}}
+    assert dl.with_downloaded_weights(mine, "f30k")["text"]["path"] == "/models/bert"
+    oc.unlink()
+    assert dl.with_downloaded_weights(params, "coco")["global_branch"]["openclip"]["weights"] is None
+
 
 def test_what_is_validated_and_help_explains(capsys):
     assert main(["download", "--dataset", "f30k", "--data-root", "x", "--what", "features,photos"]) == 2

@@ -46,20 +46,28 @@ def _random_openclip(path: Path, model: str = "ViT-S-32") -> Path:
 
 
 def _run_real_tables(tmp_path_factory, datasets: list[str], variants: tuple[str, ...],
-                     convention: str = "precomp") -> Path:
+                     convention: str = "precomp", downloaded_weights: bool = False) -> Path:
     """A project copy after `snakemake ... table1-3` on tiny real-format ``datasets`` (folder layout
-    ``convention``, see real_fixtures)."""
+    ``convention``, see real_fixtures). ``downloaded_weights``: the OpenCLIP and BERT weights lie where
+    `aahr download --what weights` puts them and the config leaves both keys null."""
     project = copy_project(tmp_path_factory.mktemp("real") / "project")
     data = project / "data" / "real"
     for d in datasets:
         (make_f30k if d == "f30k" else make_coco)(data, convention=convention)
-    models = tmp_path_factory.mktemp("models")
+    models = data / "weights" if downloaded_weights else tmp_path_factory.mktemp("models")
+    openclip_file = models / ("CLIP-ViT-B-32-laion2B-s34B-b79K/open_clip_pytorch_model.bin" if downloaded_weights
+                              else "oc.pt")
+    bert_folder = models / ("bert-base-uncased" if downloaded_weights else "bert")
+    openclip_file.parent.mkdir(parents=True, exist_ok=True)
+    _random_openclip(openclip_file)
+    _random_bert(bert_folder)
     params = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     params |= {"datasets": datasets, "data_root": "data/real", "results_root": "results/real", "seeds": [0]}
     params["variants"] = {v: params["variants"][v] for v in variants}
-    params["global_branch"]["openclip"] |= {"model": "ViT-S-32", "weights": str(_random_openclip(models / "oc.pt")),
-                                            "batch_size": 8}
-    params["text"] |= {"backbone": "bert-finetune", "path": str(_random_bert(models / "bert")), "max_tokens": 16}
+    params["global_branch"]["openclip"] |= {"model": "ViT-S-32", "batch_size": 8,
+                                            "weights": None if downloaded_weights else str(openclip_file)}
+    params["text"] |= {"backbone": "bert-finetune", "max_tokens": 16,
+                       "path": None if downloaded_weights else str(bert_folder)}
     params["train"] |= {"batch_size": 8, "eval_batch_size": 16}
     params["losses"]["moco"]["queue_size"] = 16
     # The project's params.yaml itself: a --configfile is merged into it, which cannot drop variants.
@@ -129,9 +137,11 @@ def test_check_data_stops_the_dag_on_a_broken_dataset(real_run, tmp_path):
 
 def test_canonical_layout_runs_to_the_tables(tmp_path_factory):
     """VSE-infinity's tree (data/f30k/precomp/, data/f30k/id_mapping.json beside it, the photos in
-    data/f30k/flickr30k-images/), with no image_root in the config: every stage runs to Tables 1-3, the
-    global branch reads the mapping beside precomp/ and the photos of flickr30k-images/."""
-    project = _run_real_tables(tmp_path_factory, ["f30k"], ("aahr", "gpo"), convention="canonical")
+    data/f30k/flickr30k-images/) and the weights where `aahr download --what weights` puts them, with no
+    image_root and no weights in the config: every stage runs to Tables 1-3, the global branch reads the
+    mapping beside precomp/ and the photos of flickr30k-images/, and the matcher trains the downloaded BERT."""
+    project = _run_real_tables(tmp_path_factory, ["f30k"], ("aahr", "gpo"), convention="canonical",
+                               downloaded_weights=True)
     data = project / "data/real/f30k"
     assert not (data / "precomp/id_mapping.json").exists() and not (data / "images").exists()
     assert (data / "precomp/test_global_img.npy").is_file()
@@ -140,6 +150,8 @@ def test_canonical_layout_runs_to_the_tables(tmp_path_factory):
     measured = [r for r in _rows(project, 1) if r["dataset"] == "f30k" and r["source"] == "measured"]
     assert [r["method"] for r in measured] == ["zeroshot", "gpo", "aahr"]
     assert (project / "results/real/table3.csv").is_file()
+    fingerprint = torch.load(data / "runs/aahr/seed0/best.pt", map_location="cpu", weights_only=False)
+    assert Path(fingerprint["fingerprint"]["text"]["path"]) == Path("data/real/weights/bert-base-uncased")
 
 
 @pytest.mark.parametrize("download", [False, True])

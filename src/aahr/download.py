@@ -291,6 +291,32 @@ def extract(archive: Path, prefix: str, dest: Path) -> int:
     return len(members)
 
 
+# -------------------------------------------------------------------------------------- weights
+
+
+def with_downloaded_weights(params: dict, dataset: str, manifest: str | Path | None = None) -> dict:
+    """``params`` (a copy) with each weights key left null (``global_branch.openclip.weights``,
+    ``text.path``) set to where ``aahr download --dataset DATASET --what weights`` put that file,
+    ``{data_root}/{to}/{value}`` of the manifest's entry, when it is there. A key already set is
+    kept; synth has no such entries and comes back unchanged."""
+    import copy
+
+    out = copy.deepcopy(params)
+    for s in load_manifest(manifest):
+        if s.get("what") != "weights" or dataset not in s.get("datasets", []) or "config" not in s:
+            continue
+        *parents, last = s["config"]["key"].split(".")
+        node = out
+        for key in parents:
+            node = node.get(key) or {}
+        if last not in node or node[last] is not None:
+            continue
+        path = Path(out["data_root"]) / s["to"] / s["config"]["value"]
+        if path.exists():
+            node[last] = str(path)
+    return out
+
+
 # ----------------------------------------------------------------------------------------- plan
 
 
@@ -306,7 +332,8 @@ class Outcome:
     def text(self) -> str:
         parts = list(self.done)
         if self.config:
-            parts += ["set in your --configfile (or with --config):"] + [f"  {c}" for c in self.config]
+            parts += ["weights: aahr train and aahr global-branch use these where the keys are null "
+                      "(or set them in your --configfile):"] + [f"  {c}" for c in self.config]
         if self.manual:
             parts += ["not fetched (a login or a form is needed); get them by hand:"] + self.manual
         return "\n".join(parts)

@@ -87,7 +87,9 @@ def _run_openclip(args, params, dirs, splits, device) -> dict:
     from aahr.features import global_branch as gb
     from aahr.features import images
 
-    oc = params["global_branch"]["openclip"]
+    from aahr.download import with_downloaded_weights
+
+    oc = with_downloaded_weights(params, args.dataset)["global_branch"]["openclip"]  # null: downloaded file
     model, preprocess, tokenizer = gb.load_openclip(oc["model"], args.weights or oc["weights"], device)
     out_splits = {}
     for split in splits:

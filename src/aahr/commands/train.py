@@ -62,10 +62,11 @@ def _relaunch(args: argparse.Namespace, nproc: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from aahr.config import ConfigError, load_params
+    from aahr.download import with_downloaded_weights
     from aahr.training import distributed
     from aahr.training.loop import Options, train
 
-    params = load_params(args.params)
+    params = with_downloaded_weights(load_params(args.params), args.dataset)  # text.path null: downloaded BERT
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     nproc = args.nproc if args.nproc is not None else params["train"]["nproc"]

@@ -33,7 +33,8 @@ from aahr.text import BiGRUTextEncoder, Vocabulary
 OPENCLIP_HOW = ("Copy an OpenCLIP checkpoint for this model (for ViT-B-32 the LAION-2B one, "
                 "open_clip_pytorch_model.bin from huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K, "
                 "downloaded on a machine with internet) and pass it with --weights PATH or set "
-                "global_branch.openclip.weights in params.yaml. The pipeline never downloads.")
+                "global_branch.openclip.weights in params.yaml; or run `aahr download --dataset DATASET "
+                "--what weights`, which puts it where a null global_branch.openclip.weights finds it.")
 
 
 class ImageTower(nn.Module):
