@@ -286,7 +286,8 @@ def test_regions_command_on_real_images_loads_a_local_weights_file(tmp_path, tin
 
 @pytest.mark.parametrize("stage, words", [
     ("regions", ["Faster R-CNN", "weights file not found", "--weights", "_ims.npy", "precomp"]),
-    ("global-branch", ["OpenCLIP ViT-B-32", "weights file not found", "--weights", "never downloads"]),
+    ("global-branch", ["OpenCLIP ViT-B-32", "weights file not found", "--weights",
+                       "aahr download --dataset DATASET --what weights"]),
 ])
 def test_a_missing_weights_file_stops_with_a_clear_message(stage, words, tmp_path, tiny_params, capsys):
     raw = real_dataset(tmp_path)
