@@ -155,8 +155,9 @@ def matcher_inputs(splits):
 
     def inputs(w):
         names = ["{split}_ims.npy"]
+        # the global branch's embeddings only for a variant that reads them
         if resolve_variant(config, w.variant)["variants"][w.variant]["global_branch"]:
-            names += ["{split}_global_img.npy", "{split}_global_txt.npy"]  # only what the run reads
+            names += ["{split}_global_img.npy", "{split}_global_txt.npy"]
         if w.dataset == "synth":
             return {
                 "features": precomp("synth", *names, splits=splits(w)),
