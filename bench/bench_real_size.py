@@ -1,8 +1,8 @@
 """Benchmark: a full-sized real feature file on one machine (does anything load the whole array?).
 
-Writes a Flickr30K-train-sized split of random features in the canonical layout ({workdir}/f30k/precomp/ with
-id_mapping.json beside it): train_ims.npy float32 (29000, 36, 2048), 8.6 GB, written in chunks through
-a memory map (``--coco``: COCO's 113,287 images, 33 GB; ``--images N``: N images), with matching
+Writes a Flickr30K-train-sized split of random features in the canonical layout ({workdir}/f30k/precomp/
+with id_mapping.json beside it): train_ims.npy float32 (29000, 36, 2048), 8.6 GB, one random block of
+256 images written over and over with plain file writes (``--coco``: COCO's 113,287 images, 33 GB; ``--images N``: N images), with matching
 train_ids.txt, train_caps.txt and id_mapping.json. Then:
 
 1. ``aahr check-data --splits train`` in a subprocess (every byte scanned for NaN / inf): seconds,

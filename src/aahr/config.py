@@ -71,11 +71,11 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
             raise ConfigError(f"{source}: sensitivity.{name}.base: unknown variant {row['base']!r} "
                               f"(variants: {', '.join(params['variants'])})")
         for dotted in row["set"]:
-            _lookup(params, dotted, f"{source}: sensitivity.{name}.set")
+            lookup(params, dotted, f"{source}: sensitivity.{name}.set")
     return params
 
 
-def _lookup(params: dict, dotted: str, where: str) -> tuple[dict, str]:
+def lookup(params: dict, dotted: str, where: str) -> tuple[dict, str]:
     """(the mapping holding the last key of ``dotted``, that key); ConfigError if a key is unknown."""
     node, keys = params, dotted.split(".")
     for i, k in enumerate(keys):
@@ -99,7 +99,7 @@ def resolve_variant(params: dict, name: str) -> dict:
     row = rows[name]
     out["variants"][name] = dict(params["variants"][row["base"]])
     for dotted, value in row["set"].items():
-        node, last = _lookup(out, dotted, f"sensitivity.{name}.set")
+        node, last = lookup(out, dotted, f"sensitivity.{name}.set")
         node[last] = value
     return out
 

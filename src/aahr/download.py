@@ -24,6 +24,7 @@ jobs wait for each other and the later ones find everything in place.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import http.client
 import json
@@ -37,6 +38,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aahr.config import lookup
 from aahr.errors import AahrError
 
 MANIFEST = Path(__file__).parent / "reference" / "downloads.json"
@@ -299,17 +301,12 @@ def with_downloaded_weights(params: dict, dataset: str, manifest: str | Path | N
     ``text.path``) set to where ``aahr download --dataset DATASET --what weights`` put that file,
     ``{data_root}/{to}/{value}`` of the manifest's entry, when it is there. A key already set is
     kept; synth has no such entries and comes back unchanged."""
-    import copy
-
     out = copy.deepcopy(params)
     for s in load_manifest(manifest):
         if s.get("what") != "weights" or dataset not in s.get("datasets", []) or "config" not in s:
             continue
-        *parents, last = s["config"]["key"].split(".")
-        node = out
-        for key in parents:
-            node = node.get(key) or {}
-        if last not in node or node[last] is not None:
+        node, last = lookup(out, s["config"]["key"], f"{MANIFEST.name}: {s['name']}")
+        if node[last] is not None:
             continue
         path = Path(out["data_root"]) / s["to"] / s["config"]["value"]
         if path.exists():
