@@ -102,7 +102,7 @@ def train_steps(root: Path, steps: int, batch: int | None, threads: int) -> dict
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_train_step import merged, time_variant
+    from bench_train_step import merged, time_variants
 
     from aahr.config import load_params, validate_params
     from aahr.text import packaged_minilm_dir
@@ -130,7 +130,7 @@ def train_steps(root: Path, steps: int, batch: int | None, threads: int) -> dict
         paper["train"]["device"] = "cpu"
         paper = validate_params(paper, "configs/f30k.yaml over params.yaml")
         batch = batch or paper["train"]["batch_size"]
-        times, _ = time_variant(paper, "aahr", split, steps, batch)
+        times = time_variants(paper, ["aahr"], split, steps, batch)[0]["aahr"]
     after = rss_now()
     return {"steps": len(times), "batch": batch, "threads": torch.get_num_threads(),
             "seconds_per_step": round(statistics.median(times), 3),

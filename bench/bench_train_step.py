@@ -149,10 +149,9 @@ def timed_functions(profile: Profile):
         Prototypes.loss = saved_proto
 
 
-def time_variant(params: dict, variant: str, split: Split, steps: int, batch: int,
-                 profile: bool = False) -> tuple[list[float], dict[str, float]]:
-    """(seconds of each step, median seconds per profiled part). Profiling hooks slow a step a
-    little, so the step times come from separate, unhooked steps."""
+def step_runner(params: dict, variant: str, split: Split, batch: int):
+    """A function that runs one training step of ``variant`` (every module active) and returns its
+    seconds; given a Profile, it also times the step's parts."""
     torch.manual_seed(0)
     params = {**params, "train": {**params["train"], "batch_size": batch}}
     model = build_model(params, variant, split.regions.shape[2], split.global_img.shape[1],
@@ -169,7 +168,7 @@ def time_variant(params: dict, variant: str, split: Split, steps: int, batch: in
     batches = iter(sampler)
     model.train()
 
-    def step(prof: Profile | None) -> float:
+    def step(prof: Profile | None = None) -> float:
         b = data.collate(next(batches))
         p = prof or Profile()
         t = time.perf_counter()
@@ -186,20 +185,40 @@ def time_variant(params: dict, variant: str, split: Split, steps: int, batch: in
             opt.step()
         return time.perf_counter() - t
 
-    times = [step(None) for _ in range(steps + 2)][2:]      # two warm-up steps (allocator, lazy init)
-    parts: dict[str, float] = {}
-    if profile:
+    step.model = model
+    return step
+
+
+def time_variants(params: dict, variants: list[str], split: Split, steps: int, batch: int,
+                  profile: bool = False) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """({variant: seconds of each step}, {variant: median seconds per profiled part}).
+
+    The variants' steps are interleaved (one step of each in turn), so a change in the machine's
+    speed during the run hits every variant alike and their ratio stays fair. Every variant sees the
+    same batches. Profiling hooks slow a step a little, so the step times come from separate,
+    unhooked steps."""
+    runners = {v: step_runner(params, v, split, batch) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(steps + 2):                              # two warm-up steps (allocator, lazy init)
+        for v, step in runners.items():
+            t = step()
+            if i >= 2:
+                times[v].append(t)
+    parts: dict[str, dict[str, float]] = {}
+    for v, step in runners.items():
+        if not profile:
+            break
         runs = []
         for _ in range(max(3, steps // 2)):
             prof = Profile()
-            handles = prof.hook(model)
+            handles = prof.hook(step.model)
             with timed_functions(prof):
                 step(prof)
             for h in handles:
                 h.remove()
             runs.append(dict(prof.seconds))
         keys = sorted({k for r in runs for k in r})
-        parts = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
+        parts[v] = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
     return times, parts
 
 
@@ -267,8 +286,8 @@ def paper_size(params: dict, steps: int, batch: int, folder: Path) -> dict:
     g_img = l2n(torch.from_numpy(rng.normal(size=(n, dg)).astype(np.float32))).numpy()
     g_txt = l2n(torch.from_numpy(rng.normal(size=(5 * n, dg)).astype(np.float32))).numpy()
     split = Split("train", regions, caps, g_img, g_txt)
-    times, _ = time_variant(paper, "aahr", split, steps, batch)
-    return {"seconds_per_step": statistics.median(times), "steps": len(times), "batch": batch,
+    times, _ = time_variants(paper, ["aahr"], split, steps, batch)
+    return {"seconds_per_step": statistics.median(times["aahr"]), "steps": len(times["aahr"]), "batch": batch,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "threads": torch.get_num_threads(), "model": "configs/f30k.yaml: embed 1024, BERT-base (random), "
                                                           "36 x 2048 regions, 384 prototypes"}
@@ -309,12 +328,10 @@ def main() -> None:
     split = load_train(params, features, captions)
     print(f"torch threads {torch.get_num_threads()}, batch {batch}, regions {split.regions.shape[1:]}, "
           f"text {params['text']['backbone']}, embed {params['model']['embed_size']}")
+    times, profiles = time_variants(params, args.variants, split, args.steps, batch, profile=not args.no_profile)
     results: dict = {}
-    profiles = {}
-    for v in args.variants:
-        t, parts = time_variant(params, v, split, args.steps, batch, profile=not args.no_profile)
+    for v, t in times.items():
         results[v] = statistics.median(t)
-        profiles[v] = parts
         print(f"{v:10s} {results[v]:.3f} s/step median ({statistics.mean(t):.3f} mean, {len(t)} steps)")
     if "gpo" in results:
         results["ratio_to_gpo"] = {v: results[v] / results["gpo"] for v in args.variants}

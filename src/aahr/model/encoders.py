@@ -47,8 +47,10 @@ class EmbeddingHead(nn.Module):
         self.pooling, self.beta = switches["pooling"], model_cfg["beta"]
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")
+        # the unmasked attention pooling (a QUIRK kept on request) reads the padded slots' outputs
+        padded_read = self.pooling == "aahr" and not model_cfg["mask_attention_padding"]
         self.transformer = (FragmentTransformer(e, model_cfg["fragment_heads"], model_cfg["fragment_ff"],
-                                                model_cfg["dropout"])
+                                                model_cfg["dropout"], valid_only=not padded_read)
                             if switches["fragment_transformer"] else None)
         if self.pooling == "aahr":
             self.maxk = MaxKPooling(model_cfg["maxk"])

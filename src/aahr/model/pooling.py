@@ -65,19 +65,23 @@ class AttentionPooling(nn.Module):
     def weights(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """x: B x L x E, mask: B x L, query: B x E -> attention B x h x L (rows sum to 1).
 
-        With ``mask_padding``, K is computed for the valid fragments only (the padded ones get
-        weight 0 anyway): the h full-width K projections are the pooling's main cost."""
+        With ``mask_padding``, the cosine is split so that no B x L x h x E tensor is formed:
+        ``(W_j x + b_j) . q_j = x . (W_j^T q_j) + b_j . q_j`` (q_j unit) is one small product per
+        sample and head, and only the norms ``|W_j x + b_j|`` need the h full-width K projections,
+        computed for the valid fragments only (the padded ones get weight 0 anyway)."""
         b, length, e = x.shape
         q = l2n(self.q(query).view(b, self.heads, e))                               # B x h x E
         if not self.mask_padding:
             k = l2n(self.k(x).view(b, length, self.heads, e))                       # B x L x h x E
             return torch.einsum("blhe,bhe->bhl", k, q).softmax(-1)
+        w = self.k.weight.view(self.heads, e, e)                                    # h x E_out x E_in
+        u = torch.einsum("bho,hoi->bhi", q, w)                                      # B x h x E: W_j^T q_j
+        c = (q * self.k.bias.view(self.heads, e)).sum(-1)                           # B x h: b_j . q_j
+        dots = torch.einsum("bli,bhi->blh", x, u) + c[:, None, :]                  # B x L x h
         rows = mask.nonzero(as_tuple=True)                                          # N valid (sample, slot)
-        k = l2n(self.k(x[rows]).view(-1, self.heads, e))                            # N x h x E
-        valid = (k * q[rows[0]]).sum(-1)                                            # N x h
-        scores = valid.new_full((b, length, self.heads), -torch.inf)
-        scores = scores.index_put(rows, valid)                                      # B x L x h
-        return scores.transpose(1, 2).softmax(-1)
+        norms = self.k(x[rows]).view(-1, self.heads, e).float().norm(dim=-1)        # N x h
+        scale = norms.new_ones(dots.shape).index_put(rows, norms.clamp_min(1e-8))   # B x L x h
+        return (dots.float() / scale).masked_fill(~mask[..., None], -torch.inf).transpose(1, 2).softmax(-1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """-> B x E."""

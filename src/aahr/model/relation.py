@@ -50,8 +50,9 @@ def fine_grained_similarity(regions: torch.Tensor, region_mask: torch.Tensor, wo
     -> i2t: Bi x Bt (mean over regions of max over words), t2i: Bt x Bi (mean over words of max
     over regions). Images are processed ``chunk`` at a time (the full Bi x Bt x L x K tensor of a
     COCO batch would not fit in memory). Padded fragments become zero vectors, so their similarities
-    are exactly 0 and drop out of the normalisations; an additive -inf keeps them out of the maxima
-    (3.4x faster than masking the 4-d tensor at every step; the same numbers, tests/test_model.py).
+    are exactly 0 and drop out of the normalisations; an in-place additive -inf, once the norms are
+    taken, keeps them out of the maxima (3.4x faster than masking the 4-d tensor at every step; the
+    same numbers, tests/test_model.py).
     """
     r = l2n(regions.float()) * region_mask[..., None]                            # Bi x K x E
     w = l2n(words.float()) * word_mask[..., None]                                # Bt x L x E
@@ -61,15 +62,18 @@ def fine_grained_similarity(regions: torch.Tensor, region_mask: torch.Tensor, wo
     i2t, t2i = [], []
     for s in range(0, r.shape[0], chunk):
         rm = region_mask[s:s + chunk]                                             # b x K
-        sim = F.leaky_relu(torch.einsum("bke,tle->btlk", r[s:s + chunk], w), 0.1)  # b x Bt x L x K, 0 on padding
+        sim = F.leaky_relu_(torch.einsum("bke,tle->btlk", r[s:s + chunk], w), 0.1)  # b x Bt x L x K, 0 on padding
         sq = sim * sim
         over_words = sq.sum(2, keepdim=True).sqrt_().clamp_min_(1e-12)           # b x Bt x 1 x K
         over_regions = sq.sum(3, keepdim=True).sqrt_().clamp_min_(1e-12)         # b x Bt x L x 1
+        # padding -> -inf (after the norms): out of every maximum below
+        sim += no_region[s:s + chunk, None, None, :]
+        sim += no_word[None, :, :, None]
         # text -> image: normalise over words, best valid region per word, mean over the valid words
-        per_word = (sim / over_words + no_region[s:s + chunk, None, None, :]).amax(3)   # b x Bt x L
+        per_word = (sim / over_words).amax(3)                                    # b x Bt x L
         t2i.append(per_word.masked_fill(~word_mask[None], 0.0).sum(2) / n_words[None])  # b x Bt
         # image -> text: normalise over regions, best valid word per region, mean over the valid regions
-        per_region = (sim / over_regions + no_word[None, :, :, None]).amax(2)    # b x Bt x K
+        per_region = (sim / over_regions).amax(2)                                # b x Bt x K
         i2t.append(per_region.masked_fill(~rm[:, None, :], 0.0).sum(2) / rm.sum(1, keepdim=True).float())
     return torch.cat(i2t, 0), torch.cat(t2i, 0).T
 

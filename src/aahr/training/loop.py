@@ -86,7 +86,7 @@ def optimizer_for(model: AAHR, train: dict) -> torch.optim.AdamW:
     if backbone:
         lr = train["lr"] * train["text_lr_factor"]
         groups.append({"params": model.backbone_parameters(), "lr": lr, "base_lr": lr, "name": "text_backbone"})
-    return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"])
+    return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
