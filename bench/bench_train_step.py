@@ -12,10 +12,15 @@ queues are pre-filled (with random unit keys), so the relation, prototype and Mo
 Features: ``{features}/train_ims.npy`` and, if present, the global embeddings (else random unit
 vectors of ``global_branch.dim``); captions ``{captions}/train_caps.txt``.
 
+The variants' steps are interleaved (one step of each in turn, same batches), so a change in the
+machine's speed during the run hits them alike: the ratio is the number to read, the seconds move
+with the machine's load.
+
 With ``--paper-size``, the paper's model on CPU instead (configs/f30k.yaml merged over params.yaml):
 a BERT-base-sized text encoder from random weights (fine-tuned), 36 x 2048 random regions, embedding
-1024, 16 heads, 384 prototypes, batch 128; it reports seconds per step and the peak resident memory
-under ``"paper_size"`` in the JSON.
+1024, 16 heads, 384 prototypes, batch 128, for ``gpo`` and ``aahr`` (interleaved); it reports their
+seconds per step, the ratio and the peak resident memory of the process (both models) under
+``"paper_size"`` in the JSON.
 
 Usage: python bench/bench_train_step.py [--variants gpo aahr no_gnn] [--steps 8] [--batch 128] [--threads 0]
        python bench/bench_train_step.py --paper-size [--steps 3]
@@ -260,7 +265,8 @@ def merged(base: dict, over: dict) -> dict:
 
 
 def paper_size(params: dict, steps: int, batch: int, folder: Path) -> dict:
-    """Seconds per aahr step and peak resident memory of the paper-sized model on this machine's CPU."""
+    """Seconds per gpo and aahr step, and the peak resident memory, of the paper-sized models on this
+    machine's CPU."""
     import resource
 
     import yaml
@@ -286,8 +292,10 @@ def paper_size(params: dict, steps: int, batch: int, folder: Path) -> dict:
     g_img = l2n(torch.from_numpy(rng.normal(size=(n, dg)).astype(np.float32))).numpy()
     g_txt = l2n(torch.from_numpy(rng.normal(size=(5 * n, dg)).astype(np.float32))).numpy()
     split = Split("train", regions, caps, g_img, g_txt)
-    times, _ = time_variants(paper, ["aahr"], split, steps, batch)
-    return {"seconds_per_step": statistics.median(times["aahr"]), "steps": len(times["aahr"]), "batch": batch,
+    times, _ = time_variants(paper, ["gpo", "aahr"], split, steps, batch)
+    step = {v: statistics.median(t) for v, t in times.items()}
+    return {"seconds_per_step": step["aahr"], "gpo_seconds_per_step": step["gpo"],
+            "ratio_to_gpo": step["aahr"] / step["gpo"], "steps": len(times["aahr"]), "batch": batch,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "threads": torch.get_num_threads(), "model": "configs/f30k.yaml: embed 1024, BERT-base (random), "
                                                           "36 x 2048 regions, 384 prototypes"}
@@ -303,7 +311,7 @@ def main() -> None:
     ap.add_argument("--features", default=None)
     ap.add_argument("--captions", default=None)
     ap.add_argument("--no-profile", action="store_true", help="step times only")
-    ap.add_argument("--paper-size", action="store_true", help="the paper-sized aahr step on CPU (see above)")
+    ap.add_argument("--paper-size", action="store_true", help="the paper-sized gpo and aahr steps on CPU (see above)")
     ap.add_argument("--out", default="results/benchmarks/train_step.json")
     args = ap.parse_args()
     if args.threads:
@@ -315,7 +323,9 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             result = paper_size(params, args.steps, batch, Path(tmp))
-        print(f"paper-sized aahr step on CPU: {result['seconds_per_step']:.2f} s (median of {result['steps']}), "
+        print(f"paper-sized step on CPU: aahr {result['seconds_per_step']:.2f} s, gpo "
+              f"{result['gpo_seconds_per_step']:.2f} s (medians of {result['steps']}), "
+              f"aahr / gpo = {result['ratio_to_gpo']:.2f}x, "
               f"peak resident memory {result['peak_rss_gb']:.2f} GB, {result['threads']} threads")
         out = Path(args.out)
         previous = json.loads(out.read_text()) if out.is_file() else {}
