@@ -460,12 +460,33 @@ def test_fine_grained_similarity_equals_the_masked_reference_on_a_random_batch()
             assert i2t[a, b].item() == pytest.approx(i2t_ref.item(), abs=1e-5)
 
 
+def test_fragment_transformer_on_valid_fragments_equals_the_whole_layer_and_zeroes_padding():
+    from aahr.model.layers import FragmentTransformer
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 7, 16)
+    mask = torch.arange(7)[None] < torch.tensor([7, 1, 3, 5, 2, 6])[:, None]
+    fast = FragmentTransformer(16, 2, 32, 0.1).eval()
+    whole = FragmentTransformer(16, 2, 32, 0.1, valid_only=False).eval()
+    whole.load_state_dict(fast.state_dict())
+    out, ref = fast(x, mask), whole(x, mask)
+    assert torch.allclose(out[mask], ref[mask], atol=1e-5)
+    assert out[~mask].abs().max().item() == 0.0
+    # the unmasked attention pooling (the authors' QUIRK) reads padded slots: the whole layer runs
+    params = tiny_train_params()
+    for masked in (True, False):
+        params["model"]["mask_attention_padding"] = masked
+        model = build_model(params, "aahr", REGION_DIM, GLOBAL_DIM, VOCAB)
+        assert model.text.head.transformer.valid_only is masked
+        assert model.image.head.transformer.valid_only is masked
+
+
 def test_a_training_step_matches_the_unoptimised_reference_forms(monkeypatch):
     """The fast paths (the attention scores split into a small product and the K norms of the valid
     fragments; the fine-grained similarity without masking passes; the fragment Transformer's
-    feed-forward half on the valid fragments) give one step's loss terms and gradients of the direct
-    forms, on a fixed batch. Dropout is 0 here: the valid-only Transformer draws fewer dropout masks,
-    so with dropout on the two forms are equal in distribution, not draw for draw."""
+    per-fragment parts on the valid fragments) give one step's loss terms and gradients of the
+    direct forms, on a fixed batch. Dropout is 0 here: the valid-only Transformer draws fewer dropout
+    masks, so with dropout on the two forms are equal in distribution, not draw for draw."""
     import aahr.model.relation as relation
     from aahr.model.layers import FragmentTransformer
 
@@ -489,7 +510,7 @@ def test_a_training_step_matches_the_unoptimised_reference_forms(monkeypatch):
         return i2t, t2i
 
     def one_step():
-        model = tiny_model(relation={**tiny_train_params()["losses"]["relation"], "gcn_dropout": 0.0})
+        model = tiny_model()
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
