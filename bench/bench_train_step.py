@@ -210,9 +210,7 @@ def time_variants(params: dict, variants: list[str], split: Split, steps: int, b
             if i >= 2:
                 times[v].append(t)
     parts: dict[str, dict[str, float]] = {}
-    for v, step in runners.items():
-        if not profile:
-            break
+    for v, step in runners.items() if profile else ():
         runs = []
         for _ in range(max(3, steps // 2)):
             prof = Profile()
