@@ -177,7 +177,9 @@ def main() -> None:
               "check_data": checked, "train": trained,
               "check_data_under_4gb": checked["peak_rss_gb"] < 4.0}
     from aahr.io import write_json
+    from aahr.provenance import provenance_of_file
 
+    result["provenance"] = provenance_of_file("params.yaml")
     write_json(args.out, result)          # atomic, folders made
     print(args.out)
 

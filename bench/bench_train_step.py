@@ -22,6 +22,9 @@ a BERT-base-sized text encoder from random weights (fine-tuned), 36 x 2048 rando
 seconds per step, the ratio and the peak resident memory of the process (both models) under
 ``"paper_size"`` in the JSON.
 
+Threads and CPU kernels are pinned as params.yaml's ``numerics`` pins them for every pipeline job
+(``--native-kernels`` leaves the kernels to the processor; ``--threads`` overrides the thread count).
+
 Usage: python bench/bench_train_step.py [--variants gpo aahr no_gnn] [--steps 8] [--batch 128] [--threads 0]
        python bench/bench_train_step.py --paper-size [--steps 3]
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -40,6 +44,8 @@ import numpy as np
 import torch
 
 from aahr.config import load_params
+from aahr.numerics import KERNEL_VARIABLES, pin, pinned
+from aahr.provenance import provenance
 from aahr.features.store import load_global, load_regions
 from aahr.model.aahr import build_model
 from aahr.model.layers import l2n
@@ -305,16 +311,23 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["gpo", "aahr", "no_gnn"])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=None, help="default: train.batch_size")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: params.yaml's numerics.threads)")
     ap.add_argument("--features", default=None)
     ap.add_argument("--captions", default=None)
     ap.add_argument("--no-profile", action="store_true", help="step times only")
     ap.add_argument("--paper-size", action="store_true", help="the paper-sized gpo and aahr steps on CPU (see above)")
+    ap.add_argument("--native-kernels", action="store_true",
+                    help="leave the CPU kernels to the processor (default: pin them as params.yaml's numerics "
+                         "does for every pipeline job; bench/bench_numerics.py compares the two)")
     ap.add_argument("--out", default="results/benchmarks/train_step.json")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     params = load_params(args.params)
+    numerics = dict(params["numerics"], threads=args.threads or params["numerics"]["threads"])
+    if args.native_kernels:
+        numerics |= dict.fromkeys(KERNEL_VARIABLES)      # unset: each library picks the processor's best
+        for variable in KERNEL_VARIABLES.values():
+            os.environ.pop(variable, None)
+    pin(numerics)                                         # before the first torch kernel
     batch = args.batch or params["train"]["batch_size"]
     if args.paper_size:
         import tempfile
@@ -328,6 +341,7 @@ def main() -> None:
         out = Path(args.out)
         previous = json.loads(out.read_text()) if out.is_file() else {}
         tmp_out = out.with_suffix(".tmp")
+        result["provenance"] = provenance(params)
         tmp_out.write_text(json.dumps({**previous, "paper_size": result}, indent=1) + "\n")
         tmp_out.replace(out)
         print(out)
@@ -357,7 +371,9 @@ def main() -> None:
     results["profile"] = profiles
     results["gcn"] = time_gcn(2 * batch, params["model"]["embed_size"], 20)
     results["setup"] = {"batch": batch, "threads": torch.get_num_threads(), "steps": args.steps,
-                        "embed": params["model"]["embed_size"], "text": params["text"]["backbone"]}
+                        "embed": params["model"]["embed_size"], "text": params["text"]["backbone"],
+                        "numerics": pinned()}
+    results["provenance"] = provenance(params)
     print("relation GCN layer, forward+backward:", results["gcn"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

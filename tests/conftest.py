@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 
 from aahr.config import load_params
+from aahr.numerics import pin
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# The tests compute as the pipeline does (params.yaml's numerics: threads, CPU kernels), in this
+# process and in the commands it starts, before any torch kernel runs.
+pin(load_params(ROOT / "params.yaml")["numerics"])
 
 
 def copy_project(dst: Path, *files: str) -> Path:

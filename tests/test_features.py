@@ -53,7 +53,7 @@ def write_params(tmp_path: Path, params: dict) -> Path:
 
 def run_stage(stage: str, params_file: Path, raw: Path, out: Path, models: Path, *extra: str) -> int:
     return main([stage, "--params", str(params_file), "--input", str(raw), "--out", str(out),
-                 "--models", str(models), "--quiet", "--device", "cpu", "--threads", "1", *extra])
+                 "--models", str(models), "--quiet", "--device", "cpu", *extra])
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -72,8 +72,7 @@ def _build_world(raw_in: Path, root: Path) -> dict:
     params_path.write_text(yaml.safe_dump(params))
     for variant in ("aahr", "no_proto", "gpo"):
         out = paths.run_dir(params, "synth", variant, 0)
-        assert main(["train", "--params", str(params_path), "--variant", variant, "--out", str(out), "--quiet",
-                     "--threads", "1"]) == 0
+        assert main(["train", "--params", str(params_path), "--variant", variant, "--out", str(out), "--quiet"]) == 0
     return {"root": root, "raw": raw, "features": pre, "models": models, "params": params,
             "params_path": params_path, "run": paths.run_dir(params, "synth", "aahr", 0),
             "run_b": paths.run_dir(params, "synth", "no_proto", 0), "run_gpo": paths.run_dir(params, "synth", "gpo", 0)}

@@ -115,7 +115,7 @@ def test_package_data_is_listed_with_the_module_that_reads_it():
 DVC_STAGE_COMMANDS = {"generate_synth": ["generate"], "regions_synth": ["regions"],
                       "global_branch_synth": ["global-branch"], "evaluate_zeroshot_synth": ["evaluate"],
                       "train_synth": ["train"], "evaluate_synth": ["evaluate"],
-                      "train_sensitivity": ["train", "evaluate"], "tables": ["tables"],
+                      "tables": ["tables"],
                       "figures": ["figures", "health"]}
 
 

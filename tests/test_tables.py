@@ -47,7 +47,7 @@ def layout(tmp_path):
 
 def test_each_table_reads_its_protocol_and_adds_the_ceiling(layout):
     results, raw = layout
-    tables = build_tables(results, {"synth": raw}, VARIANTS, [0])
+    tables = build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0])
     t1 = {r["method"]: r for r in tables["table1"]}
     assert [r["method"] for r in tables["table1"]] == ["zeroshot", "gpo", "aahr", "oracle ceiling"]
     assert t1["aahr"]["rsum"] == 101.0 and t1["aahr"]["protocol"] == "5fold" and t1["aahr"]["seeds"] == "0"
@@ -64,7 +64,7 @@ def test_each_table_reads_its_protocol_and_adds_the_ceiling(layout):
 
 def test_several_seeds_give_mean_and_std(layout):
     results, raw = layout
-    tables = build_tables(results, {"synth": raw}, VARIANTS, [0, 1])
+    tables = build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0, 1])
     t1 = {r["method"]: r for r in tables["table1"]}
     assert t1["aahr"]["seeds"] == "0 1" and t1["aahr"]["rsum"] == 106.0     # mean of 101 and 111
     assert t1["aahr"]["rsum_std"] == pytest.approx(7.07)                     # stdev (ddof 1) of 101, 111
@@ -103,7 +103,7 @@ def test_real_datasets_get_the_papers_rows_with_copy_errors_flagged(layout):
 
 def test_csv_and_markdown_render_every_row(layout):
     results, raw = layout
-    rows = build_tables(results, {"synth": raw}, VARIANTS, [0])["table4"]
+    rows = build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0])["table4"]
     parsed = list(csv.DictReader(to_csv(rows).splitlines()))
     assert [r["method"] for r in parsed] == VARIANTS and float(parsed[0]["rsum_1k"]) == 101.0
     md = to_markdown("Table 4", rows)
@@ -114,7 +114,7 @@ def test_a_missing_run_is_named(layout):
     results, raw = layout
     (results / "synth" / "gpo" / "seed0" / "metrics.json").unlink()
     with pytest.raises(TableError, match="gpo/seed0/metrics.json: metrics file not found"):
-        build_tables(results, {"synth": raw}, VARIANTS, [0])
+        build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0])
 
 
 def test_paired_differences_to_aahr_and_their_95_percent_interval(tmp_path):
@@ -183,7 +183,7 @@ def test_the_regime_ratio_is_the_zero_shot_rsum_over_the_baselines(layout):
     from aahr.tables import regime_rows
 
     results, raw = layout
-    rows = regime_rows(build_tables(results, {"synth": raw}, VARIANTS, [0, 1]))
+    rows = regime_rows(build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0, 1]))
     synth = next(r for r in rows if r["dataset"] == "synth")
     assert synth["global_rsum"] == 100.0 and synth["baseline_rsum"] == 108.0       # gpo: mean of 103 and 113
     assert synth["ratio"] == round(100 / 108, 3)

@@ -53,15 +53,20 @@ def full_run(data_root, tmp_path_factory) -> Path:
 
 
 def test_train_writes_checkpoints_log_and_numeric_dev_metrics(full_run):
-    assert {p.name for p in full_run.iterdir()} == {"last.pt", "best.pt", "log.jsonl", "metrics.json"}
+    assert {p.name for p in full_run.iterdir()} == {"last.pt", "best.pt", "log.jsonl", "log.timing.json",
+                                                    "metrics.json"}
     log = read_log(full_run)
     assert [r["epoch"] for r in log] == [1, 2]
-    for r in log:
-        assert all(t in r for t in TERMS) and "dev_rsum" in r and "seconds_per_step" in r
+    for r in log:   # no timing in the log (its bytes must not change run to run): that is in log.timing.json
+        assert all(t in r for t in TERMS) and "dev_rsum" in r and not any("seconds" in k for k in r)
+        assert len(r["provenance"]["code"]["sources_sha256"]) == 64 and len(r["provenance"]["params_sha256"]) == 64
         assert r["loss"] == pytest.approx(sum(r[t] for t in TERMS))
+    timing = json.loads((full_run / "log.timing.json").read_text())["epochs"]
+    assert [t["epoch"] for t in timing] == [1, 2] and all(t["seconds_per_step"] > 0 for t in timing)
     assert log[1]["relation"] > 0 and log[1]["moco"] > 0 and log[1]["prototypes"] > 0
     assert log[1]["lr"] == pytest.approx(0.1 * log[0]["lr"])            # lr step at epoch 1 (tiny.yaml)
     metrics = json.loads((full_run / "metrics.json").read_text())
+    assert set(metrics.pop("provenance")) == {"code", "params_sha256"}
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values())
     best = max(log, key=lambda r: r["dev_rsum"])
     assert metrics["best_epoch"] == best["epoch"] and metrics["dev_rsum"] == best["dev_rsum"]
@@ -104,9 +109,12 @@ def test_resume_continues_from_the_last_epoch_and_matches_an_uninterrupted_run(f
     capsys.readouterr()
     assert train_cli(params_file(tmp_path, data_root, "two.yaml", epochs=2), out, "--resume") == 0
     assert "Resuming from epoch 1" in capsys.readouterr().out
-    assert json.loads((out / "metrics.json").read_text()) == json.loads((full_run / "metrics.json").read_text())
+    def numbers(record: dict) -> dict:   # the params files differ (epochs), so their hashes do
+        return {k: v for k, v in record.items() if k != "provenance"}
+
+    assert numbers(json.loads((out / "metrics.json").read_text())) == numbers(json.loads((full_run / "metrics.json").read_text()))
     for a, b in zip(read_log(out), read_log(full_run)):
-        assert {k: v for k, v in a.items() if "seconds" not in k} == {k: v for k, v in b.items() if "seconds" not in k}
+        assert numbers(a) == numbers(b)
 
 
 def test_an_existing_run_is_not_overwritten_and_changed_settings_cannot_resume(full_run, data_root, tmp_path, capsys):
@@ -210,7 +218,7 @@ def test_two_processes_under_torchrun_give_the_same_losses_as_one(data_root, tmp
     path.write_text(yaml.safe_dump(params))
     assert train_cli(path, tmp_path / "one") == 0
     proc = subprocess.run([sys.executable, "-m", "aahr", "train", "--params", str(path), "--out",
-                           str(tmp_path / "two"), "--nproc", "2", "--threads", "1", "--quiet"],
+                           str(tmp_path / "two"), "--nproc", "2", "--quiet"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = read_log(tmp_path / "one")[0], read_log(tmp_path / "two")[0]

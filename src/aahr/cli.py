@@ -35,9 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def pin_numerics(args: argparse.Namespace) -> None:
+    """Threads and CPU kernels from the params file's ``numerics`` section (aahr.numerics), before
+    the command computes anything. A missing params file is left to the command to report."""
+    from pathlib import Path
+
+    from aahr.config import load_params
+    from aahr.numerics import pin
+
+    if getattr(args, "params", None) and Path(args.params).is_file():
+        pin(load_params(args.params)["numerics"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        pin_numerics(args)
         return args._run(args) or 0
     except AahrError as exc:
         print(f"aahr {args.command}: error: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@ Every measured number comes from a ``metrics.json`` written by ``aahr evaluate``
 ``results/{dataset}/zeroshot/metrics.json`` (the frozen global branch, no training seed) and
 ``results/{dataset}/{variant}/seed{seed}/metrics.json`` (one per training seed; with more than one
 seed a row shows the mean and the standard deviation (ddof 1) in ``{column}_std`` columns). The synth
-tables add the oracle ceiling (``ceiling.json`` of the dataset), the best any model can do without
+tables add the oracle ceiling (``{results_root}/synth/ceiling.json``, from ``aahr generate --ceiling``), the best any model can do without
 priors when captions are ambiguous (see aahr.synth.oracle). The real datasets add the paper's
 reported rows (``aahr/reference/*.csv``), marked ``reported``, with rsum recomputed from the six cells
 and a note where the printed rsum disagrees (a copy error in the paper).
@@ -18,6 +18,10 @@ and a note where the printed rsum disagrees (a copy error in the paper).
   says (``rsum_1k_verdict``);
 - table5: the sensitivity rows (params.yaml ``sensitivity``: aahr with one setting moved) beside aahr
   at the authors' values, with the health numbers of the module the setting belongs to.
+
+Every measured row has a ``code`` cell: the code version(s) of its metrics files (aahr.provenance).
+The Markdown shows it once under the table when all rows agree; :func:`check_one_code_version`
+refuses tables whose rows come from several versions (unless told to mix them).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from aahr.errors import AahrError
 from aahr.paths import results_folder
+from aahr.provenance import label
 
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 EXTENDED = ("i2t_map_at_r", "i2t_r_precision", "i2t_r1", "t2i_map_at_r", "t2i_r_precision", "t2i_r1")
@@ -54,8 +59,18 @@ class TableError(AahrError):
     """A metrics file a table needs is missing or lacks a protocol."""
 
 
+class MixedCodeVersions(TableError):
+    """A table's rows come from several code versions."""
+
+
 class MissingProtocol(TableError):
     """A metrics file lacks a protocol (e.g. extended positives on Flickr30K, which has none)."""
+
+
+def _need_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise TableError(f"{path}: {what} not found (run the workflow's earlier stages first)")
+    return path
 
 
 def _load(path: Path) -> dict:
@@ -102,7 +117,34 @@ def _measured(paths: list[Path], columns: dict[str, tuple[tuple[str, ...], str]]
         values[name] = _round(statistics.fmean(vals))
         if len(vals) > 1:
             values[f"{name}_std"] = _round(statistics.stdev(vals))
+    values["code"] = code_of(m for _, m in loaded)
     return values, protocol
+
+
+def code_of(metrics) -> str:
+    """The code versions (aahr.provenance.label) of some metrics files, sorted, comma-separated."""
+    return ", ".join(sorted({label(m.get("provenance")) for m in metrics}))
+
+
+def code_versions(tables: dict) -> dict[str, list[str]]:
+    """{code version: the tables with a row of it}, over every measured row."""
+    found: dict[str, list[str]] = {}
+    for name, rows in tables.items():
+        for r in rows:
+            for version in filter(None, str(r.get("code", "")).split(", ")):
+                if name not in found.setdefault(version, []):
+                    found[version].append(name)
+    return found
+
+
+def check_one_code_version(tables: dict) -> None:
+    """Raise when the measured rows come from more than one code version (or from a dirty tree
+    beside a clean one)."""
+    found = code_versions(tables)
+    if len(found) > 1:
+        listed = "; ".join(f"{v} ({', '.join(names)})" for v, names in sorted(found.items()))
+        raise MixedCodeVersions(f"the rows come from {len(found)} code versions: {listed}. Rerun the stale runs "
+                                "(snakemake reruns what the code changed), or pass --allow-mixed-code")
 
 
 def _per_seed(paths: list[Path], prefixes: tuple[str, ...], key: str) -> list[float]:
@@ -181,19 +223,19 @@ def reported_rows(table: str, dataset: str) -> list[dict]:
 
 
 def build_tables(results: Path, datasets: dict[str, Path | None], variants: list[str], seeds: list[int]) -> dict:
-    """{table name: list of row dicts}. ``datasets``: name -> folder holding ``ceiling.json`` (synth)
-    or None (a real dataset: the paper's reported rows are added)."""
+    """{table name: list of row dicts}. ``datasets``: name -> its ``ceiling.json`` (synth: written by
+    ``aahr generate --ceiling``) or None (a real dataset: the paper's reported rows are added)."""
     tables: dict[str, list[dict]] = {name: [] for name in (*TABLES, "table4")}
     seed_text = " ".join(map(str, seeds))
-    for dataset, raw in datasets.items():
-        ceiling = json.loads((raw / "ceiling.json").read_text())["test"] if raw is not None else None
+    for dataset, ceiling_file in datasets.items():
+        ceiling = json.loads(_need_file(ceiling_file, "ceiling file").read_text())["test"] if ceiling_file is not None else None
         for name, (_, prefixes, columns) in TABLES.items():
             for method in MAIN_ROWS:
                 paths = metric_paths(results, dataset, method, seeds)
                 try:
                     cells, p = _measured(paths, {c: (prefixes, c) for c in columns})
                 except MissingProtocol:
-                    if raw is not None or name != "table3":
+                    if ceiling_file is not None or name != "table3":
                         raise
                     continue    # a real dataset without extended positives (Flickr30K; COCO without ECCV)
                 tables[name].append({"dataset": dataset, "protocol": p, "method": method, "source": "measured",
@@ -203,12 +245,12 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
                 tables[name].append({"dataset": dataset, "protocol": p, "method": "oracle ceiling",
                                      "source": "exact (synth positives)", "seeds": "",
                                      **{k: _round(c[k]) for k in columns}})
-            if raw is None:
+            if ceiling_file is None:
                 tables[name] += reported_rows(name, dataset)
         for method in variants:
             cells, _ = _measured(metric_paths(results, dataset, method, seeds),
                                  {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS},
-                                 optional=raw is None)
+                                 optional=ceiling_file is None)
             paired = paired_columns(results, dataset, method, seeds) if "aahr" in variants else {}
             tables["table4"].append({"dataset": dataset, "method": method, "source": "measured",
                                      "seeds": seed_text, **cells, **paired})
@@ -266,7 +308,8 @@ def regime_rows(tables: dict) -> list[dict]:
             rows.append({"dataset": dataset, "protocol": r["protocol"], "global_branch": "zero-shot (measured)",
                          "global_rsum": r["rsum"], "baseline": f"gpo (seeds {base['seeds']})",
                          "baseline_rsum": base["rsum"], "ratio": round(r["rsum"] / base["rsum"], 3),
-                         "source": "measured"})
+                         "source": "measured", "code": ", ".join(sorted({*r["code"].split(", "),
+                                                                         *base["code"].split(", ")}))})
     for r in _reference("global_branch_regime.csv"):
         g, b = float(r["global_rsum"]), float(r["baseline_rsum"])
         rows.append({"dataset": r["dataset"], "protocol": r["protocol"], "global_branch": r["global_branch"],
@@ -338,8 +381,15 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(title: str, rows: list[dict]) -> str:
-    """Standard deviations, where there are any, are shown as mean ± std in the mean's column."""
+    """Standard deviations, where there are any, are shown as mean ± std in the mean's column. The
+    code version is a line under the table when every measured row has the same one."""
+    versions = code_versions({title: rows})
+    footer = ""
     cols = [c for c in columns_of(rows) if not c.endswith(("_std", "_ci95_low", "_ci95_high"))]
+    if len(versions) == 1:
+        cols = [c for c in cols if c != "code"]
+        footer = (f"\nMeasured rows made by code version `{next(iter(versions))}` (the last commit that changed "
+                  "the code; each metrics.json names it).\n")
     lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def cell(r: dict, c: str) -> str:
@@ -355,7 +405,7 @@ def to_markdown(title: str, rows: list[dict]) -> str:
 
     for r in rows:
         lines.append("| " + " | ".join(cell(r, c) for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + footer
 
 
 def title_of(name: str) -> str:

@@ -2,14 +2,15 @@
 # Start a single-node SLURM cluster on localhost, for tests (tests/test_slurm.py) or to try the
 # workflow's SLURM profile (workflow/profiles/slurm) by hand.
 #
+#   tests/slurm/setup_cluster.sh        once: installs slurm-wlm and munge (root, apt-get) if missing
 #   tests/slurm/start_slurm.sh DIR      then   export SLURM_CONF=DIR/slurm.conf
 #   tests/slurm/stop_slurm.sh DIR
 #
-# Needs root (it installs Debian's slurm-wlm and munge with apt-get when they are missing, and starts
-# munged as the munge user). No systemd or cgroups: processes are tracked with proctrack/linuxproc,
-# there is no accounting database (so `sacct` does not work: the profile asks the plugin to use
-# `squeue`, and MinJobAge=3600 keeps finished jobs visible to squeue for an hour: on a busy
-# machine the tiny DAG takes more than the 5 minutes that MinJobAge=300 allowed).
+# Installs nothing itself (that is setup_cluster.sh's job). Needs root: it starts munged as the munge
+# user and writes /etc/munge and /etc/slurm/slurm.conf. No systemd or cgroups: processes are tracked
+# with proctrack/linuxproc, there is no accounting database (so `sacct` does not work: the profile
+# asks the plugin to use `squeue`, and MinJobAge=3600 keeps finished jobs visible to squeue for an
+# hour: on a busy machine the tiny DAG takes more than the 5 minutes that MinJobAge=300 allowed).
 #
 # Everything lives under DIR: slurm.conf, state, spool, logs and pid files; /etc/slurm/slurm.conf
 # becomes a link to DIR/slurm.conf (srun inside jobs does not see SLURM_CONF; see below). slurmctld and
@@ -17,9 +18,8 @@
 # A munged that already answers is reused (and left running by stop_slurm.sh); one started here is
 # recorded in DIR/munged.started and stopped by stop_slurm.sh.
 #
-# Exit status: 0 when the node is idle (stdout is then the path of slurm.conf); 2 when SLURM cannot be
-# installed (not root, no apt-get, apt-get failed); 3 when the daemons do not come up. The last lines
-# on stderr say why.
+# Exit status: 0 when the node is idle (stdout is then the path of slurm.conf); 2 when SLURM is not
+# installed or this is not root; 3 when the daemons do not come up. The last lines on stderr say why.
 # Running it again on the same DIR stops what an earlier run started there and starts afresh.
 set -euo pipefail
 
@@ -38,26 +38,12 @@ log() { echo "start_slurm: $*" >&2; }
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 
-# ---- install ----------------------------------------------------------------------------------------
+# ---- installed? ------------------------------------------------------------------------------------
 need=()
 for cmd in slurmctld slurmd sbatch squeue sinfo scontrol srun munged munge; do
     command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
-if ((${#need[@]})); then
-    missing="SLURM is not installed (${need[*]} missing)"
-    [[ $(id -u) == 0 ]] || die 2 "$missing and this is not root, so it cannot be installed"
-    command -v apt-get >/dev/null 2>&1 || die 2 "$missing and there is no apt-get to install it"
-    log "installing slurm-wlm and munge with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt_install() { apt-get install -y -qq --no-install-recommends slurm-wlm munge >>"$DIR/apt.log" 2>&1; }
-    if ! apt_install; then  # a fresh machine may have no package lists yet
-        apt-get update -qq >>"$DIR/apt.log" 2>&1 || true
-        if ! apt_install; then
-            tail -n 5 "$DIR/apt.log" >&2
-            die 2 "apt-get install slurm-wlm munge failed (see $DIR/apt.log)"
-        fi
-    fi
-fi
+((${#need[@]} == 0)) || die 2 "SLURM is not installed (${need[*]} missing): run tests/slurm/setup_cluster.sh (root) first"
 [[ $(id -u) == 0 ]] || die 2 "starting the SLURM daemons needs root (munged starts as the munge user)"
 
 # ---- a clean slate: stop what an earlier run left in DIR --------------------------------------------

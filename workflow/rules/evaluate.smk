@@ -11,10 +11,12 @@ rule evaluate_zeroshot:
     log:
         f"{LOGS}/evaluate_zeroshot_{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_zeroshot_{{dataset}}.tsv"
+        f"{LOGS}/benchmarks/evaluate_zeroshot_{{dataset}}.tsv"
     conda:
         ENV
     params:
+        file=params_file(),
+        numerics=config["numerics"],
         split=test_split,
         features=folder("features"),
         positives=lambda w, input: (
@@ -22,7 +24,7 @@ rule evaluate_zeroshot:
         ),
         out=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "aahr evaluate --zeroshot {params.features:q} --split {params.split} {params.positives}"
+        "aahr evaluate --params {params.file:q} --zeroshot {params.features:q} --split {params.split} {params.positives}"
         " --out {params.out:q} > {log:q} 2>&1"
 
 
@@ -38,15 +40,17 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate_{{dataset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
+        f"{LOGS}/benchmarks/evaluate_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
     params:
+        file=params_file(),
+        numerics=config["numerics"],
         split=test_split,
         run=lambda w, input: os.path.dirname(input.best),
         features=folder("features"),
         labels=evaluation_labels,
         out=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "aahr evaluate --run {params.run:q} --features {params.features:q} --split {params.split}"
+        "aahr evaluate --params {params.file:q} --run {params.run:q} --features {params.features:q} --split {params.split}"
         " {params.labels} --out {params.out:q} > {log:q} 2>&1"

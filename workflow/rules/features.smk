@@ -12,12 +12,13 @@ rule regions_synth:
     log:
         f"{LOGS}/regions_synth.log",
     benchmark:
-        f"{RESULTS}/benchmarks/regions_synth.tsv"
+        f"{LOGS}/benchmarks/regions_synth.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: config["numerics"]["threads"]
     params:
         file=params_file(),
+        numerics=config["numerics"],
         regions=config["regions"],
         data_seed=config["data_seed"],
         splits=" ".join(MATCH_SPLITS),
@@ -26,7 +27,7 @@ rule regions_synth:
     shell:
         "aahr regions --params {params.file:q} --dataset synth --input {input.raw:q}"
         " --out {params.out:q} --models {params.models:q} --splits {params.splits}"
-        " --threads {threads} --quiet > {log:q} 2>&1"
+        " --quiet > {log:q} 2>&1"
 
 
 rule global_branch_synth:
@@ -40,12 +41,13 @@ rule global_branch_synth:
     log:
         f"{LOGS}/global_branch_synth.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_branch_synth.tsv"
+        f"{LOGS}/benchmarks/global_branch_synth.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: config["numerics"]["threads"]
     params:
         file=params_file(),
+        numerics=config["numerics"],
         global_branch=config["global_branch"],
         data_seed=config["data_seed"],
         splits=" ".join(MATCH_SPLITS),
@@ -54,4 +56,4 @@ rule global_branch_synth:
     shell:
         "aahr global-branch --params {params.file:q} --dataset synth --input {input.raw:q}"
         " --out {params.out:q} --models {params.models:q} --splits {params.splits}"
-        " --threads {threads} --quiet > {log:q} 2>&1"
+        " --quiet > {log:q} 2>&1"

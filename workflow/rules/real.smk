@@ -55,20 +55,21 @@ rule global_branch_real:
     log:
         f"{LOGS}/global_branch_{{dataset}}_{{split}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_branch_{{dataset}}_{{split}}.tsv"
+        f"{LOGS}/benchmarks/global_branch_{{dataset}}_{{split}}.tsv"
     wildcard_constraints:
         dataset=REAL,
     conda:
         ENV
-    threads: workflow.cores
+    threads: config["numerics"]["threads"]
     resources:
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     params:
         file=params_file(),
+        numerics=config["numerics"],
         openclip=config["global_branch"]["openclip"],
         folder=lambda w, input: os.path.dirname(input.ids),
         images=image_root,
     shell:
         "aahr global-branch --params {params.file:q} --dataset {wildcards.dataset} --input {params.folder:q}"
         " --out {params.folder:q} --image-root {params.images:q} --splits {wildcards.split}"
-        " --threads {threads} --quiet > {log:q} 2>&1"
+        " --quiet > {log:q} 2>&1"

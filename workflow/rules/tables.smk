@@ -11,7 +11,9 @@ rule tables:
             for d in config["datasets"]
             for m in every_run(d, f"{result_dir(d)}/metrics.json")
         ],
-        raw=[synth_raw()] if "synth" in config["datasets"] else [],
+        ceiling=(
+            [f"{RESULTS}/synth/ceiling.json"] if "synth" in config["datasets"] else []
+        ),
         code=sources("tables"),
     output:
         expand(f"{RESULTS}/table{{n}}.{{ext}}", n=[1, 2, 3, 4], ext=["csv", "md"]),

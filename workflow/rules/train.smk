@@ -13,14 +13,15 @@ rule train:
     log:
         f"{LOGS}/train_{{dataset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
+        f"{LOGS}/benchmarks/train_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: config["numerics"]["threads"]
     resources:
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     params:
         file=params_file(),
+        numerics=config["numerics"],
         settings=run_settings,
         train=config["train"],
         model=config["model"],
@@ -32,4 +33,4 @@ rule train:
     shell:
         "aahr train --params {params.file:q} --dataset {wildcards.dataset} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --features {params.features:q} --captions {params.captions:q}"
-        " --out {params.out:q} --resume-matching --threads {threads} --quiet > {log:q} 2>&1"
+        " --out {params.out:q} --resume-matching --quiet > {log:q} 2>&1"

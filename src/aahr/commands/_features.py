@@ -26,9 +26,6 @@ def add_arguments(p: argparse.ArgumentParser, weights_help: str) -> None:
     p.add_argument("--retrain", action="store_true",
                    help="synth: train again even if matching weights are saved under --models")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch (default 0: torch's choice; 1 is often faster on a busy "
-                        "machine shared with other jobs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -50,13 +47,10 @@ def folders(args: argparse.Namespace, params: dict) -> Folders:
 
 
 def setup_torch(args: argparse.Namespace):
-    """Apply --threads and resolve --device; returns the torch.device."""
-    import torch
-
+    """Resolve --device (threads and CPU kernels come from params.yaml's ``numerics``); returns the
+    torch.device."""
     from aahr.features.common import pick_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     return pick_device(args.device)
 
 
@@ -83,7 +77,7 @@ def run_stage(args: argparse.Namespace, summary_name: str, run_synth, run_real) 
     import time
 
     from aahr.config import load_params
-    from aahr.io import write_json
+    from aahr.io import write_output_json
 
     params = load_params(args.params)
     dirs = folders(args, params)
@@ -93,5 +87,5 @@ def run_stage(args: argparse.Namespace, summary_name: str, run_synth, run_real) 
     summary = (run_synth if args.dataset == "synth" else run_real)(args, params, dirs, splits, device)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["device"] = str(device)
-    write_json(dirs.out / summary_name, summary)
+    write_output_json(dirs.out / summary_name, summary)  # its timings to {name}.timing.json
     return summary, dirs

@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
                               feature_dim=args.feature_dim, check_values=not args.skip_values,
                               progress=not args.quiet and sys.stderr.isatty(), image_root=args.image_root)
     if args.json:
-        write_json(args.json, report.to_dict())
+        from aahr.provenance import provenance_of_file
+
+        write_json(args.json, {**report.to_dict(), "provenance": provenance_of_file(None)})
     if report.problems:
         for problem in report.problems:
             print(problem, file=sys.stderr)

@@ -58,6 +58,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     source.add_argument("--run", metavar="RUN_DIR",
                         help="evaluate a trained model: RUN_DIR/best.pt (from aahr train) embeds --split of "
                              "--features / --captions")
+    p.add_argument("--params", default="params.yaml",
+                   help="params file: its numerics (threads, CPU kernels) and its hash in metrics.json's "
+                        "provenance (default: params.yaml)")
     p.add_argument("--features", metavar="DIR", help="with --run: folder of {split}_ims.npy (and global embeddings)")
     p.add_argument("--captions", metavar="DIR", help="with --run: folder of {split}_caps.txt (default: --features)")
     p.add_argument("--device", default="auto", help="with --run: auto, cpu, cuda, ... (default: auto)")
@@ -134,10 +137,11 @@ def _load_positives(folder: Path, split: str, sims_shape: tuple[int, int]):
     return i2t, t2i
 
 
-def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = False, **inputs) -> dict:
+def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = False, provenance: dict | None = None,
+                       **inputs) -> dict:
     """Compute every protocol on ``sims`` (see aahr.evaluation.evaluate_protocols), then write
-    ``out/ranks.npz``, ``out/metrics.json`` (and ``out/sims.npy`` with ``save_sims``) atomically.
-    Nothing is written if anything fails."""
+    ``out/ranks.npz``, ``out/metrics.json`` (with ``provenance``, aahr.provenance) and ``out/sims.npy``
+    with ``save_sims``, atomically. Nothing is written if anything fails."""
     from aahr.evaluation import evaluate_protocols, ranked_results
     from aahr.io import save_npy, save_npz, write_json
 
@@ -146,7 +150,7 @@ def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = F
     if save_sims:
         save_npy(Path(out) / "sims.npy", sims)
     save_npz(Path(out) / "ranks.npz", **ranked)
-    write_json(Path(out) / "metrics.json", metrics)
+    write_json(Path(out) / "metrics.json", {**metrics, "provenance": provenance})
     return metrics
 
 
@@ -211,7 +215,10 @@ def run(args: argparse.Namespace) -> int:
     if args.image_ids is not None:
         inputs["image_ids"] = _load_ids(Path(args.image_ids), "image")
         inputs["caption_ids"] = _load_ids(Path(args.caption_ids), "caption")
-    metrics = evaluate_and_write(sims, Path(args.out), args.protocol, args.save_sims, **inputs)
+    from aahr.provenance import provenance_of_file
+
+    metrics = evaluate_and_write(sims, Path(args.out), args.protocol, args.save_sims,
+                                 provenance_of_file(args.params), **inputs)
     print(f"evaluated {sims.shape[0]} images x {sims.shape[1]} captions ({source}):")
     for line in _summary(metrics):
         print(line)

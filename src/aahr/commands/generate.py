@@ -14,6 +14,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="output folder (default: {data_root}/synth/raw from params)")
     p.add_argument("--workers", type=int, default=None,
                    help="rendering processes (default: every CPU available; the bytes do not depend on it)")
+    p.add_argument("--ceiling", default=None, metavar="FILE.json",
+                   help="also write the oracle ceiling of each split (the raw folder's ceiling.json, with its "
+                        "provenance) here: the tables read it from {results_root}/synth/ceiling.json, a small "
+                        "file kept in git, so they rebuild without the data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -24,6 +28,14 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     out = Path(args.out) if args.out else Path(params["data_root"]) / "synth" / "raw"
     summary = generate(params, out, progress=not args.quiet, workers=args.workers)
+    if args.ceiling:
+        import json
+
+        from aahr.io import write_json
+        from aahr.provenance import provenance
+
+        ceilings = json.loads((out / "ceiling.json").read_text())
+        write_json(args.ceiling, {**ceilings, "provenance": provenance(params)})
     for split, s in summary["splits"].items():
         line = f"  {split:8s} {s['images']:6d} images {s['captions']:7d} captions"
         if "ceiling" in s:

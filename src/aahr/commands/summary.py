@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from aahr.io import read_output_json
+
 HELP = "Show where the pipeline's outputs went and their headline numbers."
 
 
@@ -31,15 +33,15 @@ def _features(folder: Path) -> list[str]:
     lines = []
     regions, glob = folder / "regions.json", folder / "global_branch.json"
     if regions.is_file():
-        r = json.loads(regions.read_text())
+        r = read_output_json(regions)
         m = r["extractor_metrics"]
         shape = r["splits"]["test"]["shape"] if "test" in r["splits"] else "?"
         lines.append(f"region features: {folder}/{{split}}_ims.npy, test {shape} "
-                     f"({r['seconds']} s); extractor held-out accuracy shape {m['shape_acc']:.1f}%, "
+                     f"({r.get('seconds', '?')} s); extractor held-out accuracy shape {m['shape_acc']:.1f}%, "
                      f"colour {m['colour_acc']:.1f}%, size {m['size_acc']:.1f}%")
     if glob.is_file():
-        g = json.loads(glob.read_text())
-        lines.append(f"global branch: {folder}/{{split}}_global_img.npy / _txt.npy ({g['seconds']} s)")
+        g = read_output_json(glob)
+        lines.append(f"global branch: {folder}/{{split}}_global_img.npy / _txt.npy ({g.get('seconds', '?')} s)")
     return lines
 
 

@@ -6,7 +6,7 @@ Variants are named in params.yaml (``variants``: aahr, no_gnn, no_proto, no_moco
 each is a set of module switches, so one table row is one command line. Writes to --out:
 ``last.pt`` / ``best.pt`` (state dicts, atomically, every epoch), ``log.jsonl`` (per epoch: every loss
 term and the dev metrics) and ``metrics.json`` (the best epoch's dev metrics). ``--resume`` continues
-from ``last.pt``. With ``train.nproc`` > 1 (or ``--nproc``) the command relaunches itself under
+from ``last.pt``. Threads and CPU kernels come from the params file's ``numerics``. With ``train.nproc`` > 1 (or ``--nproc``) the command relaunches itself under
 torchrun (gloo on CPU, NCCL on GPU); the global batch is train.batch_size whatever the split.
 """
 
@@ -41,7 +41,6 @@ def configure(p: argparse.ArgumentParser) -> None:
                              "over (what the workflow passes: a killed run resumes, a changed one retrains)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ... (default: train.device)")
     p.add_argument("--nproc", type=int, default=None, help="processes for data parallelism (default: train.nproc)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads per process for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -53,7 +52,7 @@ def _relaunch(args: argparse.Namespace, nproc: int) -> int:
                         ("--seed", None if args.seed is None else str(args.seed))):
         if value is not None:
             argv += [flag, value]
-    argv += ["--threads", str(args.threads)] + ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    argv += ["--resume"] * args.resume + ["--quiet"] * args.quiet
     argv += ["--resume-matching"] * args.resume_matching
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "aahr", *argv]
@@ -72,10 +71,6 @@ def run(args: argparse.Namespace) -> int:
     nproc = args.nproc if args.nproc is not None else params["train"]["nproc"]
     if nproc > 1 and not distributed.launched_by_torchrun():
         return _relaunch(args, nproc)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     metrics = train(Options(params=params, variant=args.variant, out=Path(args.out), dataset=args.dataset, seed=args.seed,
                             features=Path(args.features) if args.features else None,
                             captions=Path(args.captions) if args.captions else None,

@@ -87,11 +87,10 @@ def require_weights(path: str | Path | None, what: str, how: str) -> Path:
 def save_stage(path: Path, payload: dict, meta: dict) -> None:
     """Save a trained extractor (state dict + ``meta``: config, seed, data fingerprint, metrics)
     atomically, with ``meta`` readable beside it as JSON."""
-    from aahr.io import atomic_path, write_json
+    from aahr.io import save_torch, split_timing, write_output_json
 
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload, meta=meta), tmp)
-    write_json(path.with_suffix(".json"), meta)
+    save_torch(path, dict(payload, meta=split_timing(meta)[0]))
+    write_output_json(path.with_suffix(".json"), meta)
 
 
 def load_stage(path: Path, want: dict) -> dict | None:

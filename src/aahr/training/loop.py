@@ -31,8 +31,9 @@ from tqdm import tqdm
 
 from aahr.errors import AahrError
 from aahr.health import gradient_health, term_gradient_norms, verdicts
-from aahr.io import atomic_path, write_json, write_text
+from aahr.io import save_torch, split_timing, timing_path, write_json, write_text
 from aahr.model.aahr import AAHR, build_model
+from aahr.provenance import provenance
 from aahr.training import distributed
 from aahr.inference import build_tokenizer, evaluate_split, load_checkpoint, to_device
 from aahr.splits import dataset_folders, load_split
@@ -56,7 +57,8 @@ def run_fingerprint(params: dict, variant: str, seed: int) -> dict:
     """Everything that decides what a run computes (compared on --resume); ``seed`` is the training seed."""
     train = {k: v for k, v in params["train"].items() if k not in RESUMABLE_CHANGES}
     return {"seed": seed, "variant": variant, "switches": params["variants"][variant],
-            "model": params["model"], "losses": params["losses"], "train": train, "text": params["text"]}
+            "model": params["model"], "losses": params["losses"], "train": train, "text": params["text"],
+            "numerics": params["numerics"]}
 
 
 def step_seed(seed: int, *counters: int) -> int:
@@ -90,8 +92,7 @@ def optimizer_for(model: AAHR, train: dict) -> torch.optim.AdamW:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 @dataclass
@@ -323,7 +324,8 @@ def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float
                              run.autocast)
     steps = max(len(run.sampler), 1)
     record = {"epoch": epoch + 1, "iteration": run.iteration, "lr": tcfg["lr"] * factor, **means.means(),
-              **{f"dev_{k}": v for k, v in metrics.items()}, "seconds": seconds, "seconds_per_step": seconds / steps}
+              **{f"dev_{k}": v for k, v in metrics.items()}, "seconds": seconds, "seconds_per_step": seconds / steps,
+              "provenance": provenance(run.opts.params)}
     run.history.append(record)
     improved = metrics["rsum"] > run.best["rsum"]
     if improved:
@@ -335,11 +337,23 @@ def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float
         save_checkpoint(run.out / BEST_SO_FAR, {**common, "model": run.model.state_dict(), "dev": metrics})
     save_checkpoint(run.out / LAST, {**common, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                                      "iteration": run.iteration, "best": run.best, "history": run.history})
-    write_text(run.out / LOG, "".join(json.dumps(r) + "\n" for r in run.history))
+    write_log(run.out / LOG, run.history, provenance(run.opts.params))
     if run.opts.progress:
         print(f"{variant} epoch {epoch + 1}/{tcfg['epochs']}: loss {record['loss']:.4f} "
               f"dev rsum {metrics['rsum']:.1f} (best {run.best['rsum']:.1f} @ epoch {run.best['epoch']}) "
               f"{seconds:.0f}s")
+
+
+def write_log(path: Path, history: list[dict], record: dict) -> None:
+    """``log.jsonl``: one line per epoch with the code and params that made it; the epochs' timings,
+    which differ run to run, go to ``log.timing.json`` beside it."""
+    lines, timings = [], []
+    for r in history:
+        kept, timing = split_timing(r)
+        lines.append(json.dumps({**kept, "provenance": r.get("provenance", record)}) + "\n")
+        timings.append({"epoch": r["epoch"], **(timing or {})})
+    write_text(path, "".join(lines))
+    write_json(timing_path(path), {"epochs": timings})
 
 
 def _finish(run: Run) -> dict:
@@ -353,5 +367,5 @@ def _finish(run: Run) -> dict:
     if run.ctx.main:
         if (run.out / BEST_SO_FAR).exists():
             (run.out / BEST_SO_FAR).replace(run.out / BEST)
-        write_json(run.out / METRICS, result)
+        write_json(run.out / METRICS, {**result, "provenance": provenance(run.opts.params)})
     return result
