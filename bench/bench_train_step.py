@@ -25,6 +25,8 @@ seconds per step, the ratio and the peak resident memory of the process (both mo
 Threads and CPU kernels are pinned as params.yaml's ``numerics`` pins them for every pipeline job
 (``--native-kernels`` leaves the kernels to the processor; ``--threads`` overrides the thread count).
 
+Every write of the JSON also writes train_step.md beside it (the tables docs/performance.md includes).
+
 Usage: python bench/bench_train_step.py [--variants gpo aahr no_gnn] [--steps 8] [--batch 128] [--threads 0]
        python bench/bench_train_step.py --paper-size [--steps 3]
 """
@@ -305,6 +307,43 @@ def paper_size(params: dict, steps: int, batch: int, folder: Path) -> dict:
                                                           "36 x 2048 regions, 384 prototypes"}
 
 
+def markdown(results: dict) -> str:
+    """The JSON's numbers as the Markdown that docs/performance.md includes (train_step.md)."""
+    lines = []
+    if "setup" in results:
+        su, code = results["setup"], results.get("provenance", {}).get("code", {})
+        variants = [v for v in results if isinstance(results[v], float)]
+        lines += [f"Synth sizes: batch {su['batch']}, {su['threads']} thread(s), {su['steps']} timed steps, embedding "
+                  f"{su['embed']}, text {su['text']}; code `{(code.get('commit') or '?')[:7]}`.", "",
+                  "| variant | s / step | / `gpo` |", "|---|---|---|"]
+        lines += [f"| `{v}` | {results[v]:.3f} | {results.get('ratio_to_gpo', {}).get(v, float('nan')):.2f} |"
+                  for v in variants]
+        parts = results.get("profile", {}).get("aahr") or {}
+        if parts:
+            lines += ["", "Where one hooked `aahr` step goes (parts nest: the totals hold the others):", "",
+                      "| part | ms |", "|---|---|"]
+            lines += [f"| {k} | {1000 * x:.0f} |" for k, x in sorted(parts.items(), key=lambda kv: -kv[1])[:12]]
+        if "gcn" in results:
+            lines += ["", "Relation GCN layer, forward + backward: "
+                      + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in results["gcn"].items()) + "."]
+    if "paper_size" in results:
+        ps = results["paper_size"]
+        lines += ["", f"Paper sizes ({ps['model']}; batch {ps['batch']}, {ps['threads']} thread(s), median of "
+                      f"{ps['steps']} steps): `aahr` {ps['seconds_per_step']:.1f} s per step, `gpo` "
+                      f"{ps['gpo_seconds_per_step']:.1f} s, ratio {ps['ratio_to_gpo']:.2f}; peak resident memory "
+                      f"{ps['peak_rss_gb']:.1f} GB (both models in one process)."]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, results: dict) -> None:
+    """The JSON and its Markdown rendering beside it, each atomically."""
+    from aahr.io import write_json, write_text
+
+    write_json(out, results)
+    write_text(out.with_suffix(".md"), markdown(results))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -316,11 +355,17 @@ def main() -> None:
     ap.add_argument("--captions", default=None)
     ap.add_argument("--no-profile", action="store_true", help="step times only")
     ap.add_argument("--paper-size", action="store_true", help="the paper-sized gpo and aahr steps on CPU (see above)")
+    ap.add_argument("--report", action="store_true", help="only rewrite --out's Markdown (.md) from its JSON")
     ap.add_argument("--native-kernels", action="store_true",
                     help="leave the CPU kernels to the processor (default: pin them as params.yaml's numerics "
                          "does for every pipeline job; bench/bench_numerics.py compares the two)")
     ap.add_argument("--out", default="results/benchmarks/train_step.json")
     args = ap.parse_args()
+    if args.report:
+        out = Path(args.out)
+        write(out, json.loads(out.read_text()))
+        print(out.with_suffix(".md"))
+        return
     params = load_params(args.params)
     numerics = dict(params["numerics"], threads=args.threads or params["numerics"]["threads"])
     if args.native_kernels:
@@ -340,10 +385,8 @@ def main() -> None:
               f"peak resident memory {result['peak_rss_gb']:.2f} GB, {result['threads']} threads")
         out = Path(args.out)
         previous = json.loads(out.read_text()) if out.is_file() else {}
-        tmp_out = out.with_suffix(".tmp")
         result["provenance"] = provenance(params)
-        tmp_out.write_text(json.dumps({**previous, "paper_size": result}, indent=1) + "\n")
-        tmp_out.replace(out)
+        write(out, {**previous, "paper_size": result})
         print(out)
         return
     features, captions = dataset_folders(params["data_root"], "synth", args.features, args.captions)
@@ -379,9 +422,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_file() and "paper_size" in json.loads(out.read_text()):       # kept from a --paper-size run
         results["paper_size"] = json.loads(out.read_text())["paper_size"]
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(out)
+    write(out, results)
     print(out)
 
 

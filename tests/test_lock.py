@@ -42,5 +42,5 @@ def test_the_committed_lock_matches_the_code_and_params():
                           env=venv_env(DVC_NO_ANALYTICS="1"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     problems = stale_stages(json.loads(proc.stdout or "{}"))
-    assert not problems, ("dvc.lock is behind the code (after `make reproduce`, run `dvc commit -f` and commit "
-                          "dvc.lock):\n" + "\n".join(problems[:40]))
+    assert not problems, ("dvc.lock is behind the code (`make reproduce` regenerates the outputs and records them; "
+                          "then commit dvc.lock):\n" + "\n".join(problems[:40]))

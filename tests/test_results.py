@@ -10,12 +10,23 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import BIN, ROOT, venv_env
 
+from aahr.config import load_params
 from aahr.provenance import CODE_PATHS, code_version
 
 TABLES = [f"{name}.{ext}" for name in ("table1", "table2", "table3", "table4", "regime") for ext in ("csv", "md")]
+
+
+def workflow_params(tmp_path: Path) -> Path:
+    """params.yaml as the workflow hands it to every `aahr` command (workflow/rules/common.smk,
+    params_file(): sorted keys, so the variants, and the rows of the tables, in alphabetical order)."""
+    assert "yaml.safe_dump(config, sort_keys=True)" in (ROOT / "workflow/rules/common.smk").read_text()
+    path = tmp_path / "aahr-params.yaml"
+    path.write_text(yaml.safe_dump(load_params(ROOT / "params.yaml"), sort_keys=True))
+    return path
 
 
 def aahr(*args: str) -> subprocess.CompletedProcess:
@@ -37,16 +48,16 @@ def records(path: Path) -> list[dict]:
 
 
 def test_every_committed_table_rebuilds_byte_for_byte(tmp_path):
-    proc = aahr("tables", "--params", "params.yaml", "--out", str(tmp_path))
+    proc = aahr("tables", "--params", str(workflow_params(tmp_path)), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
-    differ = [name for name in TABLES if (tmp_path / name).read_bytes() != (ROOT / "results" / name).read_bytes()]
+    differ = [name for name in TABLES if (tmp_path / "out" / name).read_bytes() != (ROOT / "results" / name).read_bytes()]
     assert not differ, f"committed tables that the committed metrics do not give: {differ}"
 
 
 def test_the_module_health_rebuilds_from_the_committed_logs(tmp_path):
-    proc = aahr("health", "--params", "params.yaml", "--out", str(tmp_path))
+    proc = aahr("health", "--params", str(workflow_params(tmp_path)), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "module_health.csv").read_bytes() == (ROOT / "results/module_health.csv").read_bytes()
+    assert (tmp_path / "out/module_health.csv").read_bytes() == (ROOT / "results/module_health.csv").read_bytes()
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the git checkout (the code version is a commit)")
