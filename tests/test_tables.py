@@ -189,3 +189,53 @@ def test_the_regime_ratio_is_the_zero_shot_rsum_over_the_baselines(layout):
     assert synth["ratio"] == round(100 / 108, 3)
     paper = {r["dataset"]: r["ratio"] for r in rows if r["source"].startswith("reported")}
     assert paper == {"f30k": round(526.86 / 513.5, 3), "coco": round(403.66 / 434.3, 3)}
+
+
+def _stamp(results, method: str, seed: int | None, commit: str, clean: bool = True) -> None:
+    """Give one metrics file of the layout a provenance record naming ``commit``."""
+    path = results / "synth" / method / ("" if seed is None else f"seed{seed}") / "metrics.json"
+    m = json.loads(path.read_text())
+    m["provenance"] = {"code": {"commit": commit, "clean": clean, "sources_sha256": "0" * 64},
+                       "params_sha256": "1" * 64}
+    path.write_text(json.dumps(m))
+
+
+def test_every_row_names_its_code_version_and_mixed_versions_are_refused(layout):
+    from aahr.tables import MixedCodeVersions, check_one_code_version, code_versions
+
+    results, raw = layout
+    for method in ["zeroshot", *VARIANTS]:
+        for seed in ([None] if method == "zeroshot" else [0]):
+            _stamp(results, method, seed, "a" * 40)
+    tables = build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0])
+    check_one_code_version(tables)                                          # one version: fine
+    assert code_versions(tables) == {"aaaaaaa": ["table1", "table2", "table3", "table4"]}
+    md = to_markdown("Table 1", tables["table1"])
+    assert "| code |" not in md and "made by code version `aaaaaaa`" in md   # said once, under the table
+    _stamp(results, "no_gnn", 0, "b" * 40)                                  # one run of another version
+    _stamp(results, "gpo", 0, "a" * 40, clean=False)                        # and one from a changed tree
+    tables = build_tables(results, {"synth": raw / "ceiling.json"}, VARIANTS, [0])
+    with pytest.raises(MixedCodeVersions, match=r"3 code versions: aaaaaaa .*aaaaaaa\+dirty .*bbbbbbb \(table4\)"):
+        check_one_code_version(tables)
+    rows = {r["method"]: r for r in tables["table4"]}
+    assert rows["no_gnn"]["code"] == "bbbbbbb" and rows["gpo"]["code"] == "aaaaaaa+dirty"
+    assert "| code |" in to_markdown("Table 4", tables["table4"])           # mixed: a column per row
+
+
+def test_the_tables_command_refuses_mixed_versions_unless_told(layout, tmp_path):
+    import yaml
+
+    from aahr.cli import main
+
+    results, raw = layout
+    (results / "synth" / "ceiling.json").write_text((raw / "ceiling.json").read_text())
+    _stamp(results, "gpo", 0, "b" * 40)                     # gpo: bbbbbbb; the others carry no record
+    params = yaml.safe_load(open("params.yaml"))
+    params |= {"results_root": str(results), "variants": {v: params["variants"][v] for v in VARIANTS}, "seeds": [0]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    assert main(["tables", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()                  # nothing written
+    assert main(["tables", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"),
+                 "--allow-mixed-code"]) == 0
+    with open(tmp_path / "out" / "table4.csv") as f:
+        assert {r["method"]: r["code"] for r in csv.DictReader(f)}["gpo"] == "bbbbbbb"
