@@ -53,12 +53,10 @@ def disk_gb(path: Path, exclude: str | None = None) -> float:
 
 
 def processor() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            isa = "AVX512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
-            return f"{line.split(':', 1)[1].strip()} ({isa})"
-    return "unknown"
+    info = Path("/proc/cpuinfo").read_text()
+    isa = "AVX512" if " avx512f" in info else "AVX2" if " avx2" in info else "no AVX2"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
+    return f"{name} ({isa})" if name else "unknown"
 
 
 def minutes(seconds: float) -> str:

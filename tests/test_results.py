@@ -41,6 +41,12 @@ def made_files() -> list[Path]:
             and not f.startswith("results/archive/")]
 
 
+def last_code_commit() -> str:
+    """The last commit that changed the code, as git says (independently of aahr.provenance)."""
+    return subprocess.run(["git", "log", "-1", "--format=%H", "--", *CODE_PATHS], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def records(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -64,8 +70,7 @@ def test_the_module_health_rebuilds_from_the_committed_logs(tmp_path):
 def test_every_committed_result_names_the_current_code_version():
     files = made_files()
     assert any(f.name == "metrics.json" for f in files) and any(f.name == "log.jsonl" for f in files)
-    want = subprocess.run(["git", "log", "-1", "--format=%H", "--", *CODE_PATHS], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
+    want = last_code_commit()
     stale = sorted({str(f.relative_to(ROOT)) for f in files for r in records(f)
                     if (r.get("provenance") or {}).get("code", {}).get("commit") != want
                     or not r["provenance"]["code"]["clean"]})
@@ -78,6 +83,4 @@ def test_the_code_version_names_the_last_commit_of_the_code():
     version = code_version()
     assert len(version["sources_sha256"]) == 64
     if (ROOT / ".git").exists():
-        want = subprocess.run(["git", "log", "-1", "--format=%H", "--", *CODE_PATHS], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip()
-        assert version["commit"] == want
+        assert version["commit"] == last_code_commit()
