@@ -29,14 +29,30 @@ reproduce: $(STAMP)
 	$(BIN)/snakemake --touch --cores 1 --quiet
 	@$(BIN)/aahr summary
 
-# The ablation study (after make reproduce, whose seed-0 runs it reuses): three training seeds of every
-# variant, Table 5, module health (results/study/); then the whole pipeline with data seeds 1 and 2
-# for aahr and gpo; then the two sources of variance side by side (results/study/variance.md).
+# The ablation study (after make reproduce, whose seed-0 runs it reuses), in the order that matters
+# most if it is stopped (each step keeps every finished run; the next `make study` continues):
+#  1. the baseline, `base` and the 2 x 2 of the global branch and the GNN at three training seeds;
+#  2. every other variant at three seeds, Table 5 (incl. the doubled-schedule rows), module health,
+#     convergence (results/study/);
+#  3. the regime sweep: the whole pipeline with each global branch of configs/regime/*.yaml, aahr at
+#     two seeds, against no_global of step 2 (results/regime_sweep.{csv,md}, figures/regime_sweep.png);
+#  4. the whole pipeline with data seeds 1 and 2 for aahr and gpo (results/study/variance.md).
 # One Snakemake at a time: they share .snakemake/aahr-params.yaml.
-DATA_SEEDS  := 1 2
-SNAKE_STUDY := $(BIN)/snakemake --cores $(CORES)
+DATA_SEEDS   := 1 2
+STUDY_SEEDS  := 0 1 2
+SWEEP_SEEDS  := 0 1
+FIRST        := gpo base aahr no_gnn no_global no_global_no_gnn
+SWEEP        := $(basename $(notdir $(wildcard configs/regime/*.yaml)))
+SNAKE_STUDY  := $(BIN)/snakemake --cores $(CORES)
 study: $(STAMP)
+	$(SNAKE_STUDY) --configfile configs/study.yaml -- \
+	  $(foreach v,$(FIRST),$(foreach s,$(STUDY_SEEDS),results/study/synth/$(v)/seed$(s)/metrics.json))
 	$(SNAKE_STUDY) study --configfile configs/study.yaml
+	for p in $(SWEEP); do $(SNAKE_STUDY) --configfile configs/regime/$$p.yaml -- \
+	  results/regime/$$p/synth/zeroshot_dev/metrics.json \
+	  $$(for s in $(SWEEP_SEEDS); do echo results/regime/$$p/synth/aahr/seed$$s/metrics.json; done) || exit 1; done
+	$(BIN)/aahr tables --params params.yaml --regime-sweep $(foreach p,$(SWEEP),results/regime/$(p)) results/study \
+	  --local-root results/study --out results
 	for s in $(DATA_SEEDS); do $(SNAKE_STUDY) --configfile configs/study_data$$s.yaml -- \
 	  $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) || exit 1; done
 	$(BIN)/aahr tables --params params.yaml --variance results/study $(foreach s,$(DATA_SEEDS),results/study/data$(s)) \

@@ -463,6 +463,7 @@ def test_cli_writes_numeric_metrics_ranks_and_the_matrix(tiny_synth, tmp_path, c
     assert _files(out) == ["metrics.json", "ranks.npz", "sims.npy"]
     metrics = json.loads((out / "metrics.json").read_text())
     provenance = metrics.pop("provenance")     # which code and params made the file
+    assert metrics.pop("evaluated") == {"split": "test", "view": "given"}
     assert len(provenance["code"]["sources_sha256"]) == 64
     assert all(type(v) in (int, float) and np.isfinite(v) for v in metrics.values())
     # 40 images: the whole-matrix protocol is named "full"; positives add "ext".
@@ -490,7 +491,7 @@ def test_cli_auto_adds_5fold_for_whole_thousands(tmp_path):
     assert main(["evaluate", "--sims", str(tmp_path / "in.npy"), "--protocol", "5fold",
                  "--out", str(tmp_path / "p")]) == 0
     assert set(json.loads((tmp_path / "p" / "metrics.json").read_text())) == {f"5fold_{k}" for k in ALL_KEYS} | {
-        "provenance"}
+        "evaluated", "provenance"}
 
 
 def _bad_inputs(tmp_path, tiny_synth):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import matplotlib.pyplot as plt
 import pytest
 from PIL import Image
 
@@ -47,9 +48,17 @@ def test_the_module_health_figure_draws_every_panel_and_the_thresholds(tmp_path)
             "gate_max": 0.99}
     log = [{"epoch": e, key("prototypes", "code_entropy"): 0.999, key("moco", "top1"): 0.01 * e,
             key("moco", "top1_chance"): 1 / 2049, key("relation", "grad_ratio"): 0.5,
-            key("fusion", "gate_mean"): 0.5} for e in (1, 2, 3)]
-    module_health({"aahr": log, "gpo": [{"epoch": 1}]}, tmp_path / "h.png", rule)
-    assert _png_size(tmp_path / "h.png") == (1700, 680)                 # 17 x 6.8 inches at 100 dpi
+            key("fusion", "gate_mean"): 0.5, key("fusion", "gate_q05"): 0.2, key("fusion", "gate_q95"): 0.8,
+            key("triplet", "false_negatives"): 0.3, key("relation", "false_negatives"): 0.2} for e in (1, 2, 3)]
+    drawn = []
+    real = plt.Axes.plot
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Axes, "plot", lambda self, *a, **k: drawn.append(self) or real(self, *a, **k))
+        module_health({"aahr": log, "gpo": [{"epoch": 1}]}, tmp_path / "h.png", rule)
+    drawn = {ax.get_title() for ax in drawn}
+    assert _png_size(tmp_path / "h.png") == (2100, 680)                 # 21 x 6.8 inches at 100 dpi
+    assert len(drawn) == 6                                               # every panel with a metric in the log
+    assert any("false" not in t and "gate" in t for t in drawn) and sum("true matches" in t for t in drawn) == 2
 
 
 def test_a_missing_log_is_named(tmp_path):

@@ -155,6 +155,33 @@ def test_triplet_hardest_and_mean_on_a_hand_computed_case():
     assert triplet_loss(img, txt, ids, 0.2, "mean").item() == pytest.approx(0.65)
 
 
+def test_the_false_negatives_a_loss_used_are_counted_per_sampling():
+    img, txt = sims_as_embeddings(S)
+    ids = torch.tensor([0, 1, 2])
+    # image 0 truly matches caption 1 too (an extended positive): the hardest negative of image 0's
+    # row is caption 1 (0.8), and of caption 1's column it is image 0 (0.8)
+    truth = torch.eye(3, dtype=torch.bool)
+    truth[0, 1] = True
+    counts = []
+    loss = triplet_loss(img, txt, ids, 0.2, "hardest", truth=truth, counts=counts)
+    assert loss.item() == pytest.approx(1.2)                            # counting changes nothing
+    assert counts == [(6, 2)]                                           # 3 + 3 negatives used, 2 false
+    counts = []
+    triplet_loss(img, txt, ids, 0.2, "mean", truth=truth, counts=counts)
+    # mean: every negative with an active hinge is used (rows: 1 + 1 + 2, columns: 0 + 1 + 1)
+    assert counts == [(6, 2)]
+    counts = []
+    triplet_loss(img, txt, ids, 0.5, "mean", truth=truth, counts=counts)
+    assert counts == [(9, 2)]                                           # margin 0.5: all but three are active
+    counts = []
+    triplet_loss(img, txt, ids, 0.2, "distance_weighted", torch.Generator().manual_seed(0), {"cutoff": 2.0},
+                 truth=truth, counts=counts)
+    assert counts[0][0] == 6 and 0 <= counts[0][1] <= 2
+    counts = []
+    triplet_loss(img, txt, ids, 0.2, "hardest", counts=counts)
+    assert counts == []                                                 # nothing known: nothing counted
+
+
 def test_captions_of_the_same_image_are_positives_not_negatives():
     img, txt = sims_as_embeddings(S)
     # pairs 0 and 1 show the same image: (0,1) and (1,0) become positive pairs (anchors), never negatives
@@ -388,15 +415,21 @@ def test_attention_pooling_heads_are_independent_full_width_and_averaged():
     assert torch.allclose(out, torch.stack(heads).mean(0), atol=1e-5)
 
 
-def test_global_projection_is_one_linear_map_with_zero_bias():
+def test_global_projection_is_two_summed_linears_with_zero_bias_and_moves_twice_as_fast():
     torch.manual_seed(0)
     proj = GlobalProjection(5, 7)
-    assert [type(m).__name__ for m in proj.children()] == ["Linear"]
-    assert proj.linear.bias.abs().sum() == 0
+    assert [type(m).__name__ for m in proj.children()] == ["Linear", "Linear"]        # the authors' FC_MLP
+    assert proj.first.bias.abs().sum() == 0 and proj.second.bias.abs().sum() == 0
     g1, g2 = torch.randn(3, 5), torch.randn(3, 5)
     assert torch.allclose(proj(g1 + 2 * g2), proj(g1) + 2 * proj(g2) - proj(torch.zeros(1, 5)), atol=1e-5)  # affine
-    bound = 2 * math.sqrt(6 / (5 + 7))                                 # the sum of two Xavier-uniform draws
-    assert proj.linear.weight.abs().max() <= bound
+    assert proj.first.weight.abs().max() <= math.sqrt(6 / (5 + 7))     # each Xavier-uniform
+    # one AdamW step moves each Linear by about lr: the map (their sum) moves by about 2 lr
+    before = (proj.first.weight + proj.second.weight).detach().clone()
+    opt = torch.optim.AdamW(proj.parameters(), lr=1e-3, weight_decay=0.0)
+    proj(g1).sum().backward()
+    opt.step()
+    moved = (proj.first.weight + proj.second.weight).detach() - before
+    assert moved.abs().max().item() == pytest.approx(2e-3, rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------- switches
@@ -530,4 +563,4 @@ def test_a_training_step_matches_the_unoptimised_reference_forms(monkeypatch):
     assert fast_grads.keys() == ref_grads.keys()
     for name, g in fast_grads.items():
         diff, size = (g - ref_grads[name]).norm().item(), ref_grads[name].norm().item()
-        assert diff <= 1e-4 * size + 1e-5, (name, diff, size)           # float32 summation order only
+        assert diff <= 2e-4 * size + 1e-5, (name, diff, size)           # float32 summation order only

@@ -115,6 +115,7 @@ def test_package_data_is_listed_with_the_module_that_reads_it():
 DVC_STAGE_COMMANDS = {"generate_synth": ["generate"], "regions_synth": ["regions"],
                       "global_branch_synth": ["global-branch"], "evaluate_zeroshot_synth": ["evaluate"],
                       "train_synth": ["train"], "evaluate_synth": ["evaluate"],
+                      "evaluate_zeroshot_dev_synth": ["evaluate"], "evaluate_local_view_synth": ["evaluate"],
                       "tables": ["tables"],
                       "figures": ["figures", "health"]}
 

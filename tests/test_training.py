@@ -89,7 +89,41 @@ def test_every_epoch_logs_the_health_of_every_module_that_is_on(full_run):
     last = by_module(read_log(full_run)[-1])
     for module in ("relation", "prototypes", "moco"):
         assert last[module]["grad_ratio"] > 0                               # every term past its warm-up by then
+        assert last[module]["grad_ratio_n"] == 2 and last[module]["grad_ratio_sd"] >= 0   # health.grad_steps
     assert 0 < last["moco"]["top1_chance"] < 1 and last["moco"]["positive_rank"] >= 1
+    gate = last["fusion"]
+    assert 0 <= gate["gate_q05"] <= gate["gate_q25"] <= gate["gate_q50"] <= gate["gate_q75"] <= gate["gate_q95"] <= 1
+    assert 0 <= gate["gate_saturated"] <= 1
+    assert {by_module(r)["fusion"]["gate_start"] for r in read_log(full_run)} == {gate["gate_start"]}
+    # synth knows every caption's true images: the share of used negatives that are true matches
+    assert 0 <= last["triplet"]["false_negatives"] <= 1 and 0 <= last["relation"]["false_negatives"] <= 1
+
+
+def test_a_variant_trains_with_the_loss_it_declares_warm_up_included(data_root, tmp_path, monkeypatch):
+    import aahr.model.aahr as aahr_model
+    from aahr.config import resolve_variant
+
+    params = tiny_train_params()
+    params["data_root"] = str(data_root)
+    params["variants"]["gpo"]["set"] = {"losses.sampling": "hardest", "losses.hardest_warmup_epochs": 1}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert resolve_variant(params, "gpo")["losses"]["sampling"] == "hardest"
+    assert resolve_variant(params, "aahr")["losses"]["sampling"] == "distance_weighted"   # the others keep theirs
+    used = []
+    real = aahr_model.triplet_loss
+
+    def spy(img, txt, ids, margin, sampling, *args, **kwargs):
+        used.append(sampling)
+        return real(img, txt, ids, margin, sampling, *args, **kwargs)
+
+    monkeypatch.setattr(aahr_model, "triplet_loss", spy)
+    assert train_cli(path, tmp_path / "out", variant="gpo") == 0
+    steps = len(used) // 2
+    assert used[:steps] == ["mean"] * steps and used[steps:] == ["hardest"] * steps   # one warm-up epoch, then max
+    assert [r["sampling"] for r in read_log(tmp_path / "out")] == ["mean", "hardest"]
+    ckpt = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert ckpt["fingerprint"]["losses"]["sampling"] == "hardest" and "set" not in ckpt["fingerprint"]["switches"]
 
 
 def test_the_best_checkpoint_alone_restores_the_model_and_its_dev_metrics(full_run, data_root):
@@ -162,6 +196,29 @@ def test_evaluate_run_embeds_the_test_split_with_the_best_checkpoint(full_run, d
     assert np.array_equal(model_sims(full_run, pre, raw, "test"), sims)
     assert metrics["full_rsum"] == pytest.approx(sum(metrics[f"full_{d}_r{k}"] for d in ("i2t", "t2i")
                                                      for k in (1, 5, 10)))
+
+
+def test_the_local_view_scores_l2n_v_loc_of_the_same_checkpoint(full_run, data_root, tmp_path):
+    from aahr.inference import encode_split, load_trained
+    from aahr.model.layers import l2n
+
+    pre, raw = data_root / "synth" / "precomp", data_root / "synth" / "raw"
+    assert main(["evaluate", "--run", str(full_run), "--view", "local", "--features", str(pre), "--captions", str(raw),
+                 "--split", "test", "--protocol", "full", "--out", str(tmp_path / "ev"), "--save-sims"]) == 0
+    sims = np.load(tmp_path / "ev" / "sims.npy")
+    model, tokenizer, _ = load_trained(full_run / "best.pt")
+    split = load_split(pre, raw, "test", True)
+    img, txt = encode_split(model, split, tokenizer, torch.device("cpu"), 7, view="local")
+    fused_img, _ = encode_split(model, split, tokenizer, torch.device("cpu"), 7)
+    assert np.allclose(sims, img @ txt.T, atol=1e-5) and not np.allclose(img, fused_img, atol=1e-3)
+    with torch.no_grad():
+        b = {"regions": torch.from_numpy(np.array(split.regions[:3], np.float32)),
+             "mask": torch.ones(3, split.regions.shape[1], dtype=torch.bool),
+             "g": torch.from_numpy(np.array(split.global_img[:3]))}
+        local = l2n(model.encode_images(b["regions"], b["mask"], b["g"]).local)
+    assert np.allclose(img[:3], local.numpy(), atol=1e-5)
+    evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())["evaluated"]
+    assert evaluated == {"split": "test", "view": "local"}
 
 
 def test_a_nan_loss_stops_training_naming_the_step_and_the_term(data_root, tmp_path, monkeypatch, capsys):
@@ -327,4 +384,5 @@ def test_train_warns_naming_a_module_that_is_inert(data_root, tmp_path, capsys):
     path.write_text(yaml.safe_dump(params))
     assert train_cli(path, tmp_path / "out") == 0
     err = capsys.readouterr().err
-    assert "the prototypes module looks inert" in err and "gradient 0.0000 x the triplet term's" in err
+    assert "the prototypes module looks inert" in err and "gradient 0.0000 [0.0000, 0.0000] x the triplet term's" in err
+    assert "the fusion module looks untrained" in err          # one tiny epoch: the gate is still at its start

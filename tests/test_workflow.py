@@ -19,7 +19,7 @@ from conftest import BIN, copy_project, venv_env
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ("aahr", "no_gnn", "no_proto", "no_moco", "no_global", "gpo")
+VARIANTS = ("aahr", "no_gnn", "no_proto", "no_moco", "no_global", "gpo", "base", "no_global_no_gnn")
 SEEDS = (0, 1)  # tests/configs/tiny.yaml
 
 
@@ -47,7 +47,7 @@ def test_dry_run_plans_every_stage(project):
     proc = snakemake(project, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     for rule in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot",
-                 "train", "evaluate", "tables", "figures_synth"):
+                 "evaluate_zeroshot_dev", "train", "evaluate", "evaluate_local_view", "tables", "figures_synth"):
         assert f"rule {rule}:" in proc.stdout, rule
     assert proc.stdout.count("rule train:") == len(VARIANTS) * len(SEEDS)
 
@@ -61,6 +61,7 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
             assert (project / f"data/tiny/synth/precomp/{split}_{name}.npy").is_file()
     metrics = json.loads((project / "results/tiny/synth/zeroshot/metrics.json").read_text())
     provenance = metrics.pop("provenance")
+    assert metrics.pop("evaluated") == {"split": "test", "view": "zero-shot"}
     assert all(isinstance(v, (int, float)) for v in metrics.values()) and "ext_t2i_map_at_r" in metrics
     assert set(provenance) == {"code", "params_sha256"} and len(provenance["code"]["sources_sha256"]) == 64
     for job in ("generate_synth", "regions_synth", "global_branch_synth", "evaluate_zeroshot_synth"):
@@ -84,10 +85,20 @@ def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
         assert (project / f"results/tiny/figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(project / "results/tiny/module_health.csv") as f:
         health = list(csv.DictReader(f))
-    assert list(health[0]) == ["variant", "seed", "module", "metric", "value", "inert"]
+    assert list(health[0]) == ["variant", "seed", "module", "metric", "value", "ci95_low", "ci95_high", "status", "code"]
     modules = {(r["variant"], r["module"]) for r in health}
-    assert {("aahr", m) for m in ("prototypes", "moco", "relation", "fusion")} <= modules
-    assert not any(v == "gpo" for v, _ in modules) and ("no_moco", "moco") not in modules
+    assert {("aahr", m) for m in ("prototypes", "moco", "relation", "fusion", "triplet")} <= modules
+    assert ("gpo", "triplet") in modules and ("no_moco", "moco") not in modules       # gpo: false negatives only
+    assert {r["status"] for r in health if r["module"] != "triplet"} <= {"alive", "inert", "untrained", "undecided"}
+    with open(project / "results/tiny/convergence.csv") as f:
+        converged = list(csv.DictReader(f))
+    assert len(converged) == len(VARIANTS) * len(SEEDS) and {r["converged"] for r in converged} <= {"True", "False"}
+    with open(project / "results/tiny/table4.csv") as f:
+        t4 = [r["method"] for r in csv.DictReader(f)]
+    assert t4[0] == "aahr" and "aahr_local" in t4 and t4[-1] == "interaction: global x gnn"
+    with open(project / "results/tiny/regime.csv") as f:
+        regime = [r for r in csv.DictReader(f) if r["source"] == "measured"]
+    assert {(r["split"], r["against"]) for r in regime} == {("dev", "local model"), ("dev", "baseline")}
     summary = subprocess.run([str(BIN / "aahr"), "summary", "--params", "tests/configs/tiny.yaml"], cwd=project,
                              env=venv_env(), capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr

@@ -33,6 +33,8 @@ def write_tiny_features(raw: Path, root: Path, seed: int = 0) -> Path:
     pre.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev", "test"):
         shutil.copy(raw / f"{split}_caps.txt", raw_out / f"{split}_caps.txt")
+        if (raw / f"{split}_positives.npz").is_file():          # synth's exact positives (false negatives)
+            shutil.copy(raw / f"{split}_positives.npz", raw_out / f"{split}_positives.npz")
         n = len((raw / f"{split}_caps.txt").read_text().splitlines()) // 5
         # image i's features carry a signal its captions' global embeddings share, so training can learn
         centre = rng.normal(size=(n, GLOBAL_DIM)).astype(np.float32)

@@ -64,6 +64,12 @@ def validate_params(params: Any, source: str = "params.yaml") -> dict:
     if h["gate_min"] > h["gate_max"]:
         raise ConfigError(f"{source}: health.gate_min ({h['gate_min']}) is larger than health.gate_max "
                           f"({h['gate_max']})")
+    for name, variant in params["variants"].items():
+        for dotted in variant.get("set", {}):
+            if dotted.split(".")[0] in ("variants", "sensitivity", "seeds", "data_root", "results_root"):
+                raise ConfigError(f"{source}: variants.{name}.set: {dotted!r}: a variant may set the "
+                                  "model's, losses' and training settings, not this")
+            lookup(params, dotted, f"{source}: variants.{name}.set")
     for name, row in params["sensitivity"].items():
         if name in params["variants"]:
             raise ConfigError(f"{source}: sensitivity.{name}: the name is already a variant")
@@ -87,20 +93,24 @@ def lookup(params: dict, dotted: str, where: str) -> tuple[dict, str]:
 
 
 def resolve_variant(params: dict, name: str) -> dict:
-    """The params a run of ``name`` trains with: a variant as it is, or a sensitivity row (Table 5):
-    its base variant's switches under its own name, with its ``set`` overrides applied (a copy)."""
-    if name in params["variants"]:
-        return params
+    """The params a run of ``name`` trains with (a copy): a variant with its own ``set`` applied (the
+    baseline's loss, say), or a sensitivity row (Table 5): its base variant's switches and ``set``
+    under its own name, then its own ``set``. The run's entry in ``variants`` keeps the switches only."""
     rows = params.get("sensitivity", {})
-    if name not in rows:
+    if name in params["variants"]:
+        entry, sets = params["variants"][name], [params["variants"][name].get("set", {})]
+    elif name in rows:
+        entry = params["variants"][rows[name]["base"]]
+        sets = [entry.get("set", {}), rows[name]["set"]]
+    else:
         known = list(params["variants"]) + list(rows)
         raise ConfigError(f"unknown variant {name!r} (params.yaml variants and sensitivity rows: {', '.join(known)})")
     out = copy.deepcopy(params)
-    row = rows[name]
-    out["variants"][name] = dict(params["variants"][row["base"]])
-    for dotted, value in row["set"].items():
-        node, last = lookup(out, dotted, f"sensitivity.{name}.set")
-        node[last] = value
+    out["variants"][name] = {k: v for k, v in entry.items() if k != "set"}
+    for overrides in sets:
+        for dotted, value in overrides.items():
+            node, last = lookup(out, dotted, f"{name}.set")
+            node[last] = value
     return out
 
 

@@ -3,7 +3,8 @@
 - ``training_curves.png``: per variant, the dev rsum per epoch and every loss term per epoch;
 - ``recall_at_k.png``: R@K for K = 1..50 in both directions on the test split (all its images),
   per method, beside the oracle's R@K where the dataset has exact positives;
-- ``ablations.png``: the ablation table's rsum as bars, with the oracle ceiling as a line.
+- ``ablations.png``: the ablation table's rsum as bars, with the truth oracle as a line (not a
+  ceiling: a model that learns the caption writer's priors passes it; aahr.tables).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def recall_at_k(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path,
         for method, c in curves.items():
             ax.plot(ks, c[d], label=method)
         if oracle is not None:
-            ax.plot(ks, oracle[d], "k--", label="oracle ceiling")
+            ax.plot(ks, oracle[d], "k--", label="truth oracle (no priors)")
         ax.set(title=f"{title}: R@K on the test split", xlabel="K", ylabel="R@K (%)", xscale="log", ylim=(0, 100))
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
@@ -95,7 +96,7 @@ def ablations(rows: list[dict], out: Path, ceiling: float | None, column: str = 
                   color=["tab:red" if n == "aahr" else "tab:blue" for n in names])
     ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center", color="white")
     if ceiling is not None:
-        ax.axhline(ceiling, color="k", linestyle="--", label=f"oracle ceiling {ceiling:.1f}")
+        ax.axhline(ceiling, color="k", linestyle="--", label=f"truth oracle (no priors) {ceiling:.1f}")
         ax.legend(fontsize=8, loc="lower right")
     seeds = rows[0].get("seeds", "") if rows else ""
     bars_of = f", mean ± std over seeds {seeds}" if any(errors) else ""
@@ -110,7 +111,9 @@ HEALTH_PANELS = (("prototypes", "code_entropy", "prototypes: code entropy / ln K
                  ("prototypes", "code_agreement", "prototypes: image-text code agreement", None),
                  ("moco", "top1", "MoCo: top-1 of the paired key", None),
                  ("relation", "local_cosine", "relation: mean pairwise cosine of v_hat, t_hat", None),
-                 ("fusion", "gate_mean", "fusion: mean gate (1 = local view only)", None),
+                 ("fusion", "gate_mean", "fusion: gate, mean and q05-q95 band (1 = local only)", None),
+                 ("triplet", "false_negatives", "share of used negatives that are true matches: triplet", None),
+                 ("relation", "false_negatives", "share of used negatives that are true matches: relation", None),
                  ("relation", "grad_ratio", "encoder gradient / triplet's: relation", "min_grad_ratio"),
                  ("prototypes", "grad_ratio", "encoder gradient / triplet's: prototypes", "min_grad_ratio"),
                  ("moco", "grad_ratio", "encoder gradient / triplet's: MoCo", "min_grad_ratio"))
@@ -120,7 +123,7 @@ def module_health(logs: dict[str, list[dict]], out: Path, rule: dict) -> None:
     """logs: variant -> its per-epoch records; the inert thresholds drawn as dashed lines."""
     from aahr.health import key
 
-    fig, axes = plt.subplots(2, 4, figsize=(17, 6.8))
+    fig, axes = plt.subplots(2, 5, figsize=(21, 6.8))
     colour = {v: f"C{i}" for i, v in enumerate(logs)}                 # one colour per variant in every panel
     for ax, (module, metric, title, threshold) in zip(axes.flat, HEALTH_PANELS):
         name = key(module, metric)
@@ -128,6 +131,10 @@ def module_health(logs: dict[str, list[dict]], out: Path, rule: dict) -> None:
             pts = [(r["epoch"], r[name]) for r in log if name in r]
             if pts:
                 ax.plot(*zip(*pts), marker=".", color=colour[variant])
+            band = [(r["epoch"], r[key(module, "gate_q05")], r[key(module, "gate_q95")]) for r in log
+                    if metric == "gate_mean" and key(module, "gate_q05") in r]
+            if band:
+                ax.fill_between(*zip(*band), color=colour[variant], alpha=0.15)
         if threshold is not None:
             ax.axhline(rule[threshold], color="k", linestyle="--", linewidth=0.8)
         if metric == "grad_ratio":
@@ -143,6 +150,31 @@ def module_health(logs: dict[str, list[dict]], out: Path, rule: dict) -> None:
     handles = [matplotlib.lines.Line2D([], [], color=c, marker=".", label=v) for v, c in colour.items()]
     handles.append(matplotlib.lines.Line2D([], [], color="k", linestyle="--", linewidth=0.8, label="inert threshold"))
     axes.flat[0].legend(handles=handles, fontsize=7)
+    for ax in axes.flat[len(HEALTH_PANELS):]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(out, dpi=100, format="png")
+    plt.close(fig)
+
+
+def regime_sweep(rows: list[dict], out: Path, paper: dict[str, float]) -> None:
+    """The global module's effect (aahr - no_global, test 1K rsum, with its 95% interval) against
+    the global/local dev ratio of each sweep point; the paper's regimes as vertical lines."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = [r["ratio"] for r in rows]
+    y = [r["effect_rsum_1k"] for r in rows]
+    low = [r["effect_rsum_1k"] - r.get("effect_rsum_1k_ci95_low", r["effect_rsum_1k"]) for r in rows]
+    high = [r.get("effect_rsum_1k_ci95_high", r["effect_rsum_1k"]) - r["effect_rsum_1k"] for r in rows]
+    ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4, color="tab:red", label="synth (95% interval)")
+    for r in rows:
+        ax.annotate(r["point"], (r["ratio"], r["effect_rsum_1k"]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    ax.axhline(0, color="k", linewidth=0.8)
+    for i, (name, ratio) in enumerate(sorted(paper.items())):
+        ax.axvline(ratio, color=f"C{i}", linestyle="--", linewidth=1, label=f"paper: {name} ({ratio:.3f})")
+    ax.set(xlabel="global branch zero-shot / local model, dev rsum", ylabel="aahr - no_global, test 1K rsum",
+           title="When does the global branch help?")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)

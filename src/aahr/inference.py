@@ -13,6 +13,7 @@ import torch
 
 from aahr.errors import AahrError
 from aahr.model.aahr import AAHR, build_model
+from aahr.model.layers import l2n
 from aahr.splits import Split, Tokenizer, caption_batches, image_batches
 from aahr.text import Vocabulary
 
@@ -36,9 +37,18 @@ def build_tokenizer(params: dict, model: AAHR, train_captions: list[str] | None,
     return Tokenizer(text["max_tokens"], hf=model.text.backbone.tokenizer)
 
 
+VIEWS = ("fused", "local")
+
+
+def _view(encoded, view: str) -> torch.Tensor:
+    """The retrieval embedding (``fused``: the model's own; ``local``: l2n(v_loc), the local view
+    alone, as if the global branch were not there at inference)."""
+    return (encoded.embedding if view == "fused" else l2n(encoded.local)).float().cpu()
+
+
 @torch.no_grad()
 def encode_split(model: AAHR, split: Split, tokenizer: Tokenizer, device: torch.device, batch_size: int,
-                 autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
+                 autocast=nullcontext, view: str = "fused") -> tuple[np.ndarray, np.ndarray]:
     """(N x E image embeddings, 5N x E caption embeddings) of a whole split, in eval mode."""
     was_training = model.training
     model.eval()
@@ -46,10 +56,10 @@ def encode_split(model: AAHR, split: Split, tokenizer: Tokenizer, device: torch.
     with autocast():
         for b in image_batches(split, batch_size):
             b = to_device(b, device)
-            img.append(model.encode_images(b["regions"], b["region_mask"], b.get("global_img")).embedding.float().cpu())
+            img.append(_view(model.encode_images(b["regions"], b["region_mask"], b.get("global_img")), view))
         for b in caption_batches(split, tokenizer, batch_size):
             b = to_device(b, device)
-            txt.append(model.encode_texts(b["tokens"], b.get("global_txt")).embedding.float().cpu())
+            txt.append(_view(model.encode_texts(b["tokens"], b.get("global_txt")), view))
     model.train(was_training)
     return torch.cat(img).numpy(), torch.cat(txt).numpy()
 

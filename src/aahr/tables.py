@@ -4,18 +4,23 @@ Every measured number comes from a ``metrics.json`` written by ``aahr evaluate``
 ``results/{dataset}/zeroshot/metrics.json`` (the frozen global branch, no training seed) and
 ``results/{dataset}/{variant}/seed{seed}/metrics.json`` (one per training seed; with more than one
 seed a row shows the mean and the standard deviation (ddof 1) in ``{column}_std`` columns). The synth
-tables add the oracle ceiling (``{results_root}/synth/ceiling.json``, from ``aahr generate --ceiling``), the best any model can do without
-priors when captions are ambiguous (see aahr.synth.oracle). The real datasets add the paper's
+tables add the truth oracle (``{results_root}/synth/ceiling.json``, from ``aahr generate --ceiling``;
+aahr.synth.oracle): it knows which captions are true of which image but not which one was written
+for it, so it ranks every true image equally. It is not a ceiling: a trained model that learns the
+caption writer's priors (which true scene a caption was more likely written for) passes it. The real datasets add the paper's
 reported rows (``aahr/reference/*.csv``), marked ``reported``, with rsum recomputed from the six cells
 and a note where the printed rsum disagrees (a copy error in the paper).
 
 - table1: the 1K-image protocol (COCO-style 5-fold mean when the test split has whole thousands);
 - table2: the whole test split (COCO 5K when it has 5,000 images);
 - table3: extended positives (mAP@R, R-Precision, R@1 both directions; ECCV Caption on COCO);
-- table4: the ablations, every variant, headline numbers of the three protocols; with two or more
-  seeds, the paired difference to ``aahr`` (variant minus aahr, paired by seed) and its 95% t
-  confidence interval (``{column}_diff``, ``{column}_ci95_low``, ``{column}_ci95_high``) and what it
-  says (``rsum_1k_verdict``);
+- table4: the ablations, every variant (aahr, the leave-one-out rows, then the rest, by name),
+  headline numbers of the three protocols; ``aahr_local`` (aahr's own checkpoint scored with its
+  local view alone) where it was evaluated; with two or more seeds, the paired difference to
+  ``aahr`` (row minus aahr, paired by seed) and its 95% t confidence interval (``{column}_diff``,
+  ``{column}_ci95_low``, ``{column}_ci95_high``) and what it says (``rsum_1k_verdict``); with the
+  2 x 2 of the global branch and the GNN measured, their interaction (aahr - no_gnn - no_global +
+  no_global_no_gnn, per seed) with its interval;
 - table5: the sensitivity rows (params.yaml ``sensitivity``: aahr with one setting moved) beside aahr
   at the authors' values, with the health numbers of the module the setting belongs to.
 
@@ -40,6 +45,11 @@ from aahr.provenance import label
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 EXTENDED = ("i2t_map_at_r", "i2t_r_precision", "i2t_r1", "t2i_map_at_r", "t2i_r_precision", "t2i_r1")
 MAIN_ROWS = ("zeroshot", "gpo", "aahr")
+LOCAL_VIEW = "aahr_local"     # aahr's checkpoint scored with its local view alone (aahr evaluate --view local)
+ZEROSHOT_DEV = "zeroshot_dev"  # the global branch's zero-shot scores on the dev split (the regime)
+TRUTH_ORACLE = "truth oracle (no priors)"
+# The 2 x 2 of the global branch and the GNN: (row, sign) of the interaction
+INTERACTION = (("aahr", 1), ("no_gnn", -1), ("no_global", -1), ("no_global_no_gnn", 1))
 # table -> (title, metrics.json prefixes in order of preference, columns)
 TABLES = {
     "table1": ("1K-image protocol", ("5fold", "1k", "full"), RECALLS),
@@ -161,13 +171,28 @@ def paired_ci(diffs: list[float], level: float = 0.95) -> tuple[float, float, fl
     return mean, mean - half, mean + half
 
 
+def ordered(variants: list[str]) -> list[str]:
+    """Table 4's row order, whatever the params file's order: aahr, the leave-one-out rows, the rest."""
+    return (["aahr"] * ("aahr" in variants) + sorted(v for v in variants if v.startswith("no_"))
+            + sorted(v for v in variants if v != "aahr" and not v.startswith("no_")))
+
+
+def subject_of(method: str) -> str:
+    """What a row's difference to aahr measures."""
+    if method == LOCAL_VIEW:
+        return "the global view at inference"
+    if method == "base":
+        return "the four modules together"
+    return " and ".join(f"the {m}" for m in method.removeprefix("no_").split("_no_")) + \
+        (" modules together" if "_no_" in method else " module")
+
+
 def verdict(method: str, low: float, high: float) -> str:
     """What a paired interval of (method - aahr) says at 95%."""
     if method == "gpo":
         subject, better, worse = "aahr vs the baseline", "aahr worse", "aahr better"
     else:
-        module = method.removeprefix("no_")
-        subject, better, worse = f"the {module} module", "hurts", "helps"
+        subject, better, worse = subject_of(method), "hurts", "helps"
     if low > 0:
         return f"{subject}: {better}"
     if high < 0:
@@ -242,19 +267,43 @@ def build_tables(results: Path, datasets: dict[str, Path | None], variants: list
                                      "seeds": "" if method == "zeroshot" else seed_text, **cells})
             if ceiling is not None and name != "table3":
                 c = ceiling[CEILING_OF[p]]
-                tables[name].append({"dataset": dataset, "protocol": p, "method": "oracle ceiling",
+                tables[name].append({"dataset": dataset, "protocol": p, "method": TRUTH_ORACLE,
                                      "source": "exact (synth positives)", "seeds": "",
                                      **{k: _round(c[k]) for k in columns}})
             if ceiling_file is None:
                 tables[name] += reported_rows(name, dataset)
-        for method in variants:
+        local = [LOCAL_VIEW] if (results_folder(results, dataset, LOCAL_VIEW)).is_dir() else []
+        for method in ordered(variants) + local:
             cells, _ = _measured(metric_paths(results, dataset, method, seeds),
                                  {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS},
                                  optional=ceiling_file is None)
             paired = paired_columns(results, dataset, method, seeds) if "aahr" in variants else {}
             tables["table4"].append({"dataset": dataset, "method": method, "source": "measured",
                                      "seeds": seed_text, **cells, **paired})
+        if all(v in variants for v, _ in INTERACTION):
+            tables["table4"].append(interaction_row(results, dataset, seeds))
     return tables
+
+
+def interaction_row(results: Path, dataset: str, seeds: list[int]) -> dict:
+    """The global x GNN interaction per seed, aahr - no_gnn - no_global + no_global_no_gnn (0 when
+    the two modules' effects add up), its mean and, with two or more seeds, its 95% t interval."""
+    row = {"dataset": dataset, "method": "interaction: global x gnn", "source": "measured (2 x 2)",
+           "seeds": " ".join(map(str, seeds))}
+    files = {v: [(p, _load(p)) for p in metric_paths(results, dataset, v, seeds)] for v, _ in INTERACTION}
+    row["code"] = code_of([m for pairs in files.values() for _, m in pairs])
+    for col, prefixes, key in ABLATION_COLUMNS[:2]:
+        per_seed = [sum(sign * float(m[f"{_prefix(m, prefixes, p)}_{key}"])
+                        for (v, sign) in INTERACTION for p, m in [files[v][i]]) for i in range(len(seeds))]
+        row[col] = _round(statistics.fmean(per_seed))
+        if len(seeds) > 1:
+            mean, low, high = paired_ci(per_seed)
+            row |= {f"{col}_diff": _round(mean), f"{col}_ci95_low": _round(low), f"{col}_ci95_high": _round(high)}
+            if col == "rsum_1k":
+                row["rsum_1k_verdict"] = ("global x gnn: " + ("together better than their separate effects add up"
+                                          if low > 0 else "together worse than their separate effects add up"
+                                          if high < 0 else "no detectable interaction"))
+    return row
 
 
 def _seed_values(root: Path, dataset: str, method: str, col: tuple) -> dict[int, float]:
@@ -296,26 +345,85 @@ def variance_rows(roots: list[Path], dataset: str = "synth", methods: tuple[str,
     return rows
 
 
-def regime_rows(tables: dict) -> list[dict]:
-    """The global/baseline ratio: the frozen global branch's zero-shot rsum over the trained ``gpo``
-    baseline's (mean over seeds), measured per dataset (Table 1's protocol) and as the paper's
-    global branch has it (OpenCLIP ViT-B-32 against GPO; aahr/reference/global_branch_regime.csv)."""
+def regime_rows(params: dict, datasets: list[str]) -> list[dict]:
+    """The regime, on the dev split only: the frozen global branch's zero-shot dev rsum
+    (``results/{dataset}/zeroshot_dev/metrics.json``) over the best dev rsum of the local model
+    (``no_global``: AAHR without the global branch) and of the baseline (``gpo``), from their training
+    runs' ``metrics.json`` (mean over seeds); then the paper's regime (OpenCLIP zero-shot over HREM,
+    the best local model, and over GPO; aahr/reference/global_branch_regime.csv). No test-split file
+    is read: the ratio may steer a choice (the pretraining size) without touching the test split."""
+    from aahr.paths import result_dir, run_dir
+
     rows = []
-    by = {(r["dataset"], r["method"]): r for r in tables["table1"] if r["source"] == "measured"}
-    for (dataset, method), r in by.items():
-        base = by.get((dataset, "gpo"))
-        if method == "zeroshot" and base is not None and base["rsum"]:
-            rows.append({"dataset": dataset, "protocol": r["protocol"], "global_branch": "zero-shot (measured)",
-                         "global_rsum": r["rsum"], "baseline": f"gpo (seeds {base['seeds']})",
-                         "baseline_rsum": base["rsum"], "ratio": round(r["rsum"] / base["rsum"], 3),
-                         "source": "measured", "code": ", ".join(sorted({*r["code"].split(", "),
-                                                                         *base["code"].split(", ")}))})
+    for dataset in datasets:
+        zs_path = _need_file(result_dir(params, dataset, ZEROSHOT_DEV) / "metrics.json", "zero-shot dev metrics")
+        zs = _load(zs_path)
+        if zs.get("evaluated", {}).get("split") != "dev":
+            raise TableError(f"{zs_path}: not scored on the dev split ({zs.get('evaluated')}); the regime reads dev only")
+        protocol = _prefix(zs, ("1k", "full"), zs_path)
+        for against, method in (("local model", "no_global"), ("baseline", "gpo")):
+            if method not in params["variants"]:
+                continue
+            files = [_load(_need_file(run_dir(params, dataset, method, s) / "metrics.json", "training metrics"))
+                     for s in params["seeds"]]
+            base = statistics.fmean(float(m["dev_rsum"]) for m in files)
+            g = float(zs[f"{protocol}_rsum"])
+            rows.append({"dataset": dataset, "split": "dev", "protocol": protocol, "global_branch": "zero-shot (measured)",
+                         "global_rsum": _round(g), "against": against,
+                         "baseline": f"{method} (seeds {' '.join(map(str, params['seeds']))})",
+                         "baseline_rsum": _round(base), "ratio": round(g / base, 3), "source": "measured",
+                         "code": code_of([zs, *files])})
     for r in _reference("global_branch_regime.csv"):
         g, b = float(r["global_rsum"]), float(r["baseline_rsum"])
-        rows.append({"dataset": r["dataset"], "protocol": r["protocol"], "global_branch": r["global_branch"],
-                     "global_rsum": g, "baseline": r["baseline"], "baseline_rsum": b, "ratio": round(g / b, 3),
+        rows.append({"dataset": r["dataset"], "split": "test", "protocol": r["protocol"],
+                     "global_branch": r["global_branch"], "global_rsum": g, "against": r["against"],
+                     "baseline": r["baseline"], "baseline_rsum": b, "ratio": round(g / b, 3),
                      "source": f"reported ({r['source']})"})
     return rows
+
+
+def regime_sweep_rows(params: dict, points: list[Path], local_root: Path, dataset: str = "synth") -> list[dict]:
+    """The global branch at several strengths (each point a results root of the whole pipeline with
+    other global-branch settings: ``make study``'s regime sweep). Per point, on the seeds its aahr was
+    evaluated at: its zero-shot dev rsum over the local model's best dev rsum (``no_global``'s training
+    runs under ``params``' data_root): the ratio, dev only; and the global module's effect, the point's
+    ``aahr`` minus ``no_global`` under ``local_root``, test 1K rsum, paired by seed, with its 95% t
+    interval."""
+    from aahr.paths import run_dir
+
+    col = ABLATION_COLUMNS[0]
+    rows = []
+    for root in map(Path, points):
+        zs_path = _need_file(results_folder(root, dataset, ZEROSHOT_DEV) / "metrics.json", "zero-shot dev metrics")
+        zs = _load(zs_path)
+        if zs.get("evaluated", {}).get("split") != "dev":
+            raise TableError(f"{zs_path}: not scored on the dev split ({zs.get('evaluated')})")
+        g = float(zs[f"{_prefix(zs, ('1k', 'full'), zs_path)}_rsum"])
+        seeds = sorted(int(p.parent.name[4:]) for p in results_folder(root, dataset, "aahr").glob("seed*/metrics.json"))
+        if not seeds:
+            raise TableError(f"{results_folder(root, dataset, 'aahr')}: no evaluated aahr run (seed*/metrics.json)")
+        local_dev = statistics.fmean(float(_load(_need_file(run_dir(params, dataset, "no_global", s) / "metrics.json",
+                                                            "training metrics"))["dev_rsum"]) for s in seeds)
+        mine = _per_seed(metric_paths(root, dataset, "aahr", seeds), col[1], col[2])
+        local = _per_seed(metric_paths(Path(local_root), dataset, "no_global", seeds), col[1], col[2])
+        diffs = [a - b for a, b in zip(mine, local)]
+        row = {"dataset": dataset, "point": root.name, "global_dev_rsum": _round(g), "local_dev_rsum": _round(local_dev),
+               "ratio": round(g / local_dev, 3), "seeds": " ".join(map(str, seeds)),
+               "aahr_rsum_1k": _round(statistics.fmean(mine)), "no_global_rsum_1k": _round(statistics.fmean(local)),
+               "effect_rsum_1k": _round(statistics.fmean(diffs))}
+        if len(diffs) > 1:
+            _, low, high = paired_ci(diffs)
+            row |= {"effect_rsum_1k_ci95_low": _round(low), "effect_rsum_1k_ci95_high": _round(high),
+                    "verdict": verdict("no_global", -high, -low)}
+        row["code"] = code_of([zs] + [_load(p) for p in metric_paths(root, dataset, "aahr", seeds)])
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["ratio"])
+
+
+def paper_regimes() -> dict[str, float]:
+    """The paper's global/local ratios (OpenCLIP zero-shot over HREM), per dataset and protocol."""
+    return {f"{r['dataset']} {r['protocol']}": float(r["global_rsum"]) / float(r["baseline_rsum"])
+            for r in _reference("global_branch_regime.csv") if r["against"] == "local model"}
 
 
 # Table 5: the module a sensitivity setting belongs to, and the health numbers shown for it.
@@ -330,38 +438,50 @@ def module_of(dotted: str) -> str | None:
 
 
 def build_table5(params: dict, dataset: str, seeds: list[int]) -> list[dict]:
-    """Rows: aahr at the authors' values, then each sensitivity row (mean over ``seeds``), with the
-    health numbers (last epoch, mean over seeds) of every module the rows touch."""
-    from aahr.health import by_module, verdicts
+    """Rows: aahr at the authors' values, then each sensitivity row (mean over ``seeds``), with its
+    base variant's rsum beside it (a row may move any setting of any variant: the doubled-schedule
+    check is a row of the base with twice the epochs), whether its runs converged at full learning
+    rate, and the health numbers (last epoch, mean over seeds) of every module the rows touch."""
+    from aahr.convergence import convergence
+    from aahr.health import by_module, judge_module
     from aahr.paths import run_dir
 
     results, rows = Path(params["results_root"]), []
-    rows_spec = {"aahr": {}} | {n: r["set"] for n, r in params["sensitivity"].items()}
-    modules = sorted({module_of(k) for spec in rows_spec.values() for k in spec} - {None})
-    for name, setting in rows_spec.items():
+    rows_spec = {"aahr": ("aahr", {})} | {n: (r["base"], r["set"]) for n, r in params["sensitivity"].items()}
+    modules = sorted({module_of(k) for _, spec in rows_spec.values() for k in spec} - {None})
+    col = ABLATION_COLUMNS[0]
+    for name, (base, setting) in rows_spec.items():
         cells, _ = _measured(metric_paths(results, dataset, name, seeds),
-                             {col: (prefixes, key) for col, prefixes, key in ABLATION_COLUMNS})
-        row = {"dataset": dataset, "method": name, "setting": "; ".join(f"{k}={v}" for k, v in setting.items())
-               or "authors' values", "seeds": " ".join(map(str, seeds)), **cells}
-        records = [_last_record(run_dir(params, dataset, name, s) / "log.jsonl") for s in seeds]
+                             {c: (prefixes, key) for c, prefixes, key in ABLATION_COLUMNS})
+        row = {"dataset": dataset, "method": name, "base": base,
+               "setting": "; ".join(f"{k}={v}" for k, v in setting.items()) or "authors' values",
+               "seeds": " ".join(map(str, seeds)), **cells}
+        if name != base:
+            diffs = [a - b for a, b in zip(_per_seed(metric_paths(results, dataset, name, seeds), col[1], col[2]),
+                                           _per_seed(metric_paths(results, dataset, base, seeds), col[1], col[2]))]
+            row["rsum_1k_minus_base"] = _round(statistics.fmean(diffs))
+        histories = [_history(run_dir(params, dataset, name, s) / "log.jsonl") for s in seeds]
+        done = {convergence(h, params["health"]["convergence_window"], params["health"]["convergence_gain"])["converged"]
+                for h in histories}
+        row["converged"] = "yes" if done == {True} else "no" if done == {False} else "seeds differ"
         for module in modules:
-            measured = [by_module(r).get(module, {}) for r in records]
+            measured = [by_module(h[-1]).get(module, {}) for h in histories]
             for metric in TABLE5_HEALTH[module]:
                 vals = [m[metric] for m in measured if metric in m]
                 row[f"{module}_{metric}"] = round(statistics.fmean(vals), 4) if vals else ""
-            inert = [bool(verdicts(r, params["health"]).get(module)) for r in records]
-            row[f"{module}_inert"] = "yes" if all(inert) else ("no" if not any(inert) else "some seeds")
+            status = sorted({judge_module(module, h, params["health"])[0] for h in histories})
+            row[f"{module}_status"] = status[0] if len(status) == 1 else "seeds differ: " + ", ".join(status)
         rows.append(row)
     return rows
 
 
-def _last_record(path: Path) -> dict:
+def _history(path: Path) -> list[dict]:
     if not path.is_file():
         raise TableError(f"{path}: training log not found (run the training stage first)")
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if not lines:
         raise TableError(f"{path}: the training log is empty")
-    return json.loads(lines[-1])
+    return [json.loads(line) for line in lines]
 
 
 def columns_of(rows: list[dict]) -> list[str]:
@@ -409,6 +529,10 @@ def to_markdown(title: str, rows: list[dict]) -> str:
 
 
 def title_of(name: str) -> str:
-    titles = {"table4": "Table 4: ablations", "regime": "The regime: frozen global branch (zero-shot) over the trained baseline", "table5": "Table 5: sensitivity of each module to its deciding setting",
+    titles = {"table4": "Table 4: ablations",
+              "regime": "The regime: frozen global branch (zero-shot) over the local model and the baseline, dev split",
+              "table5": "Table 5: sensitivity of each module to its deciding setting",
+              "regime_sweep": "The regime sweep: the global module's effect against the global/local dev ratio",
+              "regime_sweep": "The regime sweep: the global module's effect against the global/local dev ratio",
               "variance": "Two sources of variance: training seeds against data seeds (whole pipeline)"}
     return titles.get(name) or f"Table {name[-1]}: {TABLES[name][0]}"

@@ -44,6 +44,9 @@ def params_file():
 
 
 VARIANTS = list(config["variants"])  # Table 4's rows
+LOCAL_VIEW = (
+    "aahr_local"  # aahr's checkpoint scored with its local view alone (a Table 4 row)
+)
 SENSITIVITY = list(config["sensitivity"])  # Table 5's rows (make study)
 SEEDS = config["seeds"]
 
@@ -82,6 +85,23 @@ def figures():
 def every_run(dataset, pattern):
     """`pattern` (with {variant} and {seed}) for every variant x seed."""
     return expand(pattern, variant=VARIANTS, seed=SEEDS)
+
+
+def local_view_runs(dataset):
+    """aahr's checkpoints scored with the local view alone (when aahr has a global branch)."""
+    v = config["variants"].get("aahr")
+    if v is None or not v["global_branch"]:
+        return []
+    return expand(f"{result_dir(dataset, LOCAL_VIEW)}/metrics.json", seed=SEEDS)
+
+
+def regime_inputs(dataset):
+    """What the regime reads (the dev split only): the zero-shot dev scores and the training runs'
+    dev metrics of the local model and the baseline."""
+    runs = [v for v in ("no_global", "gpo") if v in VARIANTS]
+    return [f"{result_dir(dataset, 'zeroshot_dev', None)}/metrics.json"] + expand(
+        f"{run_dir(dataset)}/metrics.json", variant=runs, seed=SEEDS
+    )
 
 
 def sensitivity_runs(pattern):
@@ -148,15 +168,17 @@ def test_split(wildcards):
     return config["real"][wildcards.dataset]["test_split"]
 
 
-def matcher_inputs(splits):
+def matcher_inputs(splits, variant=None):
     """The inputs of a training or evaluation job on `splits(wildcards)`: synth's features and raw
     folder (captions, exact positives); a real dataset's checked feature folder (captions inside).
+    `variant`: the run's variant when the rule has no {variant} wildcard.
     """
 
     def inputs(w):
         names = ["{split}_ims.npy"]
+        v = variant or w.variant
         # the global branch's embeddings only for a variant that reads them
-        if resolve_variant(config, w.variant)["variants"][w.variant]["global_branch"]:
+        if resolve_variant(config, v)["variants"][v]["global_branch"]:
             names += ["{split}_global_img.npy", "{split}_global_txt.npy"]
         if w.dataset == "synth":
             return {

@@ -9,8 +9,9 @@ rule tables:
         metrics=[
             m
             for d in config["datasets"]
-            for m in every_run(d, f"{result_dir(d)}/metrics.json")
+            for m in every_run(d, f"{result_dir(d)}/metrics.json") + local_view_runs(d)
         ],
+        regime=[f for d in config["datasets"] for f in regime_inputs(d)],
         ceiling=(
             [f"{RESULTS}/synth/ceiling.json"] if "synth" in config["datasets"] else []
         ),
@@ -42,6 +43,7 @@ rule module_health:
         code=sources("health"),
     output:
         csv=f"{RESULTS}/module_health.csv",
+        convergence=f"{RESULTS}/convergence.csv",
         figure=report(f"{RESULTS}/figures/module_health.png", category="Figures"),
     log:
         f"{LOGS}/module_health.log",

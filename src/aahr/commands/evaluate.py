@@ -64,6 +64,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", metavar="DIR", help="with --run: folder of {split}_ims.npy (and global embeddings)")
     p.add_argument("--captions", metavar="DIR", help="with --run: folder of {split}_caps.txt (default: --features)")
     p.add_argument("--device", default="auto", help="with --run: auto, cpu, cuda, ... (default: auto)")
+    p.add_argument("--view", default="fused", choices=("fused", "local"),
+                   help="with --run: score with the model's fused embedding (default) or its local view alone "
+                        "(l2n(v_loc): what the model ranks without the global branch, no retraining)")
     p.add_argument("--protocol", nargs="+", default=["auto"], choices=PROTOCOL_CHOICES,
                    metavar="P", help=f"one or more of {', '.join(PROTOCOL_CHOICES)} (default: auto)")
     p.add_argument("--positives", metavar="DIR",
@@ -138,10 +141,11 @@ def _load_positives(folder: Path, split: str, sims_shape: tuple[int, int]):
 
 
 def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = False, provenance: dict | None = None,
-                       **inputs) -> dict:
+                       evaluated: dict | None = None, **inputs) -> dict:
     """Compute every protocol on ``sims`` (see aahr.evaluation.evaluate_protocols), then write
-    ``out/ranks.npz``, ``out/metrics.json`` (with ``provenance``, aahr.provenance) and ``out/sims.npy``
-    with ``save_sims``, atomically. Nothing is written if anything fails."""
+    ``out/ranks.npz``, ``out/metrics.json`` (with ``evaluated``, what was scored: split and view, and
+    ``provenance``, aahr.provenance) and ``out/sims.npy`` with ``save_sims``, atomically. Nothing is
+    written if anything fails."""
     from aahr.evaluation import evaluate_protocols, ranked_results
     from aahr.io import save_npy, save_npz, write_json
 
@@ -150,7 +154,7 @@ def evaluate_and_write(sims, out: Path, protocols=("auto",), save_sims: bool = F
     if save_sims:
         save_npy(Path(out) / "sims.npy", sims)
     save_npz(Path(out) / "ranks.npz", **ranked)
-    write_json(Path(out) / "metrics.json", {**metrics, "provenance": provenance})
+    write_json(Path(out) / "metrics.json", {**metrics, "evaluated": evaluated or {}, "provenance": provenance})
     return metrics
 
 
@@ -171,9 +175,9 @@ def _summary(metrics: dict) -> list[str]:
     return lines
 
 
-def model_sims(run_dir: Path, features: Path, captions: Path, split: str, device: str = "auto"):
+def model_sims(run_dir: Path, features: Path, captions: Path, split: str, device: str = "auto", view: str = "fused"):
     """(N, 5N) similarities of a trained model (its best.pt) on one split: one matrix product of the
-    independently embedded images and captions (spec §2.6)."""
+    independently embedded images and captions (spec §2.6); ``view`` as aahr.inference.encode_split."""
     from aahr.features.common import pick_device
     from aahr.inference import encode_split, load_trained
     from aahr.splits import load_split
@@ -181,7 +185,7 @@ def model_sims(run_dir: Path, features: Path, captions: Path, split: str, device
     dev = pick_device(device)
     model, tokenizer, ckpt = load_trained(run_dir / "best.pt", dev)
     data = load_split(features, captions, split, with_global=model.uses_global)
-    img, txt = encode_split(model, data, tokenizer, dev, ckpt["fingerprint"]["train"]["eval_batch_size"])
+    img, txt = encode_split(model, data, tokenizer, dev, ckpt["fingerprint"]["train"]["eval_batch_size"], view=view)
     return img @ txt.T
 
 
@@ -194,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         raise EvaluationError("--positives, --zeroshot and --run need --split")
     if args.run is not None and args.features is None:
         raise EvaluationError("--run needs --features (the folder of {split}_ims.npy)")
+    if args.view != "fused" and args.run is None:
+        raise EvaluationError("--view local needs --run (a trained model's local view)")
     if (args.image_ids is None) != (args.caption_ids is None):
         raise EvaluationError("--image-ids and --caption-ids go together")
     if args.zeroshot is not None:
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.run is not None:
         source = f"model {Path(args.run) / 'best.pt'}, {args.features} {args.split}"
         sims = check_sims(model_sims(Path(args.run), Path(args.features), Path(args.captions or args.features),
-                                     args.split, args.device), name=source)
+                                     args.split, args.device, args.view), name=source)
     else:
         source = str(args.sims)
         sims = check_sims(_load_sims(Path(args.sims)), name=source)
@@ -217,8 +223,10 @@ def run(args: argparse.Namespace) -> int:
         inputs["caption_ids"] = _load_ids(Path(args.caption_ids), "caption")
     from aahr.provenance import provenance_of_file
 
+    evaluated = {"split": args.split or "", "view": ("zero-shot" if args.zeroshot is not None
+                                                     else args.view if args.run is not None else "given")}
     metrics = evaluate_and_write(sims, Path(args.out), args.protocol, args.save_sims,
-                                 provenance_of_file(args.params), **inputs)
+                                 provenance_of_file(args.params), evaluated, **inputs)
     print(f"evaluated {sims.shape[0]} images x {sims.shape[1]} captions ({source}):")
     for line in _summary(metrics):
         print(line)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         n_images = len(i2t)
     oracle = _oracle_curves(raw, n_images) if raw is not None else None
     with open(_need(results / "table4.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r["dataset"] == args.dataset]
+        rows = [r for r in csv.DictReader(f) if r["dataset"] == args.dataset and r["source"] == "measured"]
     ceiling = None
     if raw is not None:
         import json

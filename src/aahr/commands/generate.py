@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         if "ceiling" in s:
             c = s["ceiling"]
             line += (f"  positives/caption mean {s['positives_per_caption_mean']:.1f}"
-                     f"  oracle rsum {c['full']['rsum']:.1f}")
+                     f"  truth-oracle rsum {c['full']['rsum']:.1f}")
             if "1k_folds" in c:
                 line += f" (1K folds {c['1k_folds']['rsum']:.1f})"
         print(line)

@@ -36,7 +36,7 @@ def _write(dirs, split: str, img, txt) -> None:
 
 
 def _run_synth(args, params, dirs, splits, device) -> dict:
-    from aahr.data import read_captions
+    from aahr.data import DataError, read_captions
     from aahr.features import global_branch as gb
     from aahr.features import images
     from aahr.evaluation import RECALL_KEYS, retrieval_metrics
@@ -45,8 +45,15 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
     cfg, seed = params["global_branch"], params["data_seed"]
     progress = not args.quiet
     t = time.perf_counter()
-    pretrain = images.read_image_array(images.image_files(dirs.input, "pretrain"), progress, "read pretrain")
-    pretrain_caps = read_captions(dirs.input, "pretrain", len(pretrain))
+    files = images.image_files(dirs.input, "pretrain")
+    n_pretrain = len(files)
+    if cfg["pretrain_images"]:            # a weaker global branch: the first N pretrain images (the regime sweep)
+        if cfg["pretrain_images"] > n_pretrain:
+            raise DataError(f"global_branch.pretrain_images: {cfg['pretrain_images']} asked for, but "
+                               f"{dirs.input} holds {n_pretrain} pretrain images")
+        files = files[:cfg["pretrain_images"]]
+    pretrain = images.read_image_array(files, progress, "read pretrain")
+    pretrain_caps = read_captions(dirs.input, "pretrain", n_pretrain)[:len(pretrain) * 5]
     timings = {"read_pretrain": round(time.perf_counter() - t, 1)}
     ckpt = dirs.models / "global_dual_encoder.pt"
     data = fingerprint(pretrain, "\n".join(pretrain_caps))
@@ -74,7 +81,7 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
         if split == "test":
             recalls = retrieval_metrics(img @ txt.T)                                  # the tie rule of the tables
             zero_shot = {k: round(recalls[k], 2) for k in (*RECALL_KEYS, "rsum")}
-            ceiling_file = dirs.input / "ceiling.json"  # the oracle's recalls: the best any model can do
+            ceiling_file = dirs.input / "ceiling.json"  # the truth oracle's recalls (no priors; aahr.synth.oracle)
             if ceiling_file.is_file():
                 full = json.loads(ceiling_file.read_text()).get("test", {}).get("full", {})
                 zero_shot["oracle"] = {k: round(v, 2) for k, v in full.items()}
@@ -83,7 +90,7 @@ def _run_synth(args, params, dirs, splits, device) -> dict:
 
 
 def _run_openclip(args, params, dirs, splits, device) -> dict:
-    from aahr.data import read_captions
+    from aahr.data import DataError, read_captions
     from aahr.features import global_branch as gb
     from aahr.features import images
 
@@ -120,7 +127,7 @@ def _print_summary(s: dict, dirs) -> None:
               f"t2i R@1 {z['t2i_r1']:.2f}  R@5 {z['t2i_r5']:.2f}  R@10 {z['t2i_r10']:.2f}  rsum {z['rsum']:.1f}")
         if "oracle" in z:
             o = z["oracle"]
-            print(f"  (oracle ceiling on test: i2t R@1 {o.get('i2t_r1')}  t2i R@1 {o.get('t2i_r1')}  "
+            print(f"  (truth oracle on test, no priors: i2t R@1 {o.get('i2t_r1')}  t2i R@1 {o.get('t2i_r1')}  "
                   f"rsum {o.get('rsum')}; exact extended positives make many captions fit many images)")
     print(f"global embeddings written to {dirs.out}/ in {s['seconds']} s on {s['device']} "
           f"(summary: {dirs.out / 'global_branch.json'})")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aahr.health import key as hkey, mean_pairwise_cosine, rowwise_cosine
+from aahr.health import gate_health, key as hkey, mean_pairwise_cosine, rowwise_cosine
 from aahr.model.encoders import Encoded, ImageEncoder, TextEncoder
 from aahr.model.layers import l2n
 from aahr.model.losses import triplet_loss
@@ -43,6 +43,7 @@ class StepOutput:
     img_ids: torch.Tensor               # B image index of each pair (captions of one image share it)
     img_keys: torch.Tensor | None       # B x E momentum image keys (unit, no gradient)
     txt_keys: torch.Tensor | None       # B x E momentum text keys (unit, no gradient)
+    cap_ids: torch.Tensor | None = None  # B caption index of each pair (the false-negative count)
 
 
 def warmup_iterations(epochs: float, steps_per_epoch: int) -> int:
@@ -104,22 +105,35 @@ class AAHR(nn.Module):
                                                    g_img if self.uses_global else None).embedding.float())
                 txt_keys = l2n(self.momentum.text(batch["tokens"],
                                                   g_txt if self.uses_global else None).embedding.float())
-        return StepOutput(img, txt, batch["img_ids"], img_keys, txt_keys)
+        return StepOutput(img, txt, batch["img_ids"], img_keys, txt_keys, batch.get("cap_ids"))
+
+    def sampling(self, epoch: int) -> str:
+        """The triplet terms' negative sampling at ``epoch`` (counted from 0): ``losses.sampling``, with
+        the hinge averaged over all negatives (``mean``) during the hardest negative's warm-up."""
+        lc = self.loss_cfg
+        if lc["sampling"] == "hardest" and epoch < lc["hardest_warmup_epochs"]:
+            return "mean"
+        return lc["sampling"]
 
     def loss_terms(self, out: StepOutput, iteration: int, epoch: int, steps_per_epoch: int,
-                   generator: torch.Generator | None = None, health: dict | None = None) -> dict[str, torch.Tensor]:
+                   generator: torch.Generator | None = None, health: dict | None = None,
+                   truth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms on the (global) batch; their sum is the training loss. A term is
         present iff its module is on; it is 0 until its warm-up is over (or its queue is full).
         With MoCo, the batch's keys are enqueued afterwards. ``health``, when given, receives the
-        modules' health metrics as ``health/{module}/{metric}`` (aahr.health; no gradient)."""
+        modules' health metrics as ``health/{module}/{metric}`` (aahr.health; no gradient); with
+        ``truth`` (B x B bool, image i truly matches caption j), also the share of the negatives each
+        ranking term used that are in fact positives (``health/{term}/false_negatives``)."""
         lc = self.loss_cfg
-        sampling = lc["sampling"]
-        if sampling == "hardest" and epoch < lc["hardest_warmup_epochs"]:
-            sampling = "mean"
+        sampling = self.sampling(epoch)
         dws = {"dim": lc["dws_dim"], "min_distance": lc["dws_min_distance"], "cutoff": lc["dws_cutoff"]}
 
-        def trip(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return triplet_loss(a, b, out.img_ids, lc["margin"], sampling, generator, dws)
+        counts: dict[str, list] = {"triplet": [], "relation": []}     # (negatives used, false ones)
+        if health is None:
+            truth = None
+
+        def trip(a: torch.Tensor, b: torch.Tensor, term: str = "triplet") -> torch.Tensor:
+            return triplet_loss(a, b, out.img_ids, lc["margin"], sampling, generator, dws, truth, counts[term])
 
         img, txt = out.img, out.txt
         zero = img.embedding.new_zeros((), dtype=torch.float32)
@@ -132,7 +146,8 @@ class AAHR(nn.Module):
             if iteration >= warmup_iterations(lc["relation"]["warmup_epochs"], steps_per_epoch):
                 v_tilde, t_tilde = self.relation(v_hat, t_hat, img.fragments.detach(), img.mask,
                                                  txt.fragments.detach(), txt.mask, rel)
-                terms["relation"] = trip(v_hat, t_tilde) + trip(v_tilde, t_hat) + trip(v_tilde, t_tilde)
+                terms["relation"] = (trip(v_hat, t_tilde, "relation") + trip(v_tilde, t_hat, "relation")
+                                     + trip(v_tilde, t_tilde, "relation"))
                 if rel is not None:
                     rel["tilde_hat_cosine"] = (rowwise_cosine(v_tilde, v_hat) + rowwise_cosine(t_tilde, t_hat)) / 2
             if rel is not None:
@@ -164,9 +179,13 @@ class AAHR(nn.Module):
             self.image_queue.enqueue(out.img_keys, out.img_ids)
             self.text_queue.enqueue(out.txt_keys, out.img_ids)
         if health is not None:
+            for term, pairs in counts.items():
+                if pairs and sum(n for n, _ in pairs):
+                    measured.setdefault(term, {})["false_negatives"] = (sum(f for _, f in pairs)
+                                                                        / sum(n for n, _ in pairs))
             if self.uses_global:
-                gates = [float(e.head.fusion.last_gate_mean) for e in (self.image, self.text)]
-                measured["fusion"] = {"gate_mean": sum(gates) / 2}
+                measured["fusion"] = gate_health(torch.cat([e.head.fusion.last_gate.flatten()
+                                                            for e in (self.image, self.text)]))
             health.update({hkey(m, k): v for m, metrics in measured.items() for k, v in (metrics or {}).items()})
         return terms
 
@@ -176,7 +195,7 @@ def build_model(params: dict, variant: str, region_dim: int, global_dim: int | N
     """The model of ``params.yaml: variants[variant]`` for the given feature sizes."""
     from aahr.text import build_text_encoder
 
-    switches = params["variants"][variant]
+    switches = {k: v for k, v in params["variants"][variant].items() if k in SWITCHES}
     backbone = build_text_encoder(params["text"], vocab_size, out_dim=params["model"]["embed_size"])
     return AAHR(region_dim=region_dim, global_dim=global_dim if switches["global_branch"] else None,
                 text_backbone=backbone, model_cfg=params["model"], loss_cfg=params["losses"], switches=switches)

@@ -1,1 +1,1 @@
-"""The embedded `synth` dataset: scenes, captions with exact extended positives, and the oracle ceiling."""
+"""The embedded `synth` dataset: scenes, captions with exact extended positives, and the truth oracle."""

@@ -157,7 +157,8 @@ def gather_output(ctx: Context, out: StepOutput) -> StepOutput:
                        embedding=all_gather_with_grad(e.embedding))
 
     keys = [None if k is None else all_gather(k) for k in (out.img_keys, out.txt_keys)]
-    return StepOutput(encoded(out.img), encoded(out.txt), all_gather(out.img_ids), *keys)
+    cap_ids = None if out.cap_ids is None else all_gather(out.cap_ids)
+    return StepOutput(encoded(out.img), encoded(out.txt), all_gather(out.img_ids), *keys, cap_ids)
 
 
 def sync_batchnorm(model: torch.nn.Module) -> None:

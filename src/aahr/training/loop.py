@@ -26,11 +26,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from aahr.errors import AahrError
-from aahr.health import gradient_health, term_gradient_norms, verdicts
+from aahr.health import gradient_health, key as hkey, term_gradient_norms, verdicts
 from aahr.io import save_torch, split_timing, timing_path, write_json, write_text
 from aahr.model.aahr import AAHR, build_model
 from aahr.provenance import provenance
@@ -91,24 +92,55 @@ def optimizer_for(model: AAHR, train: dict) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    save_torch(path, state)
-
-
 @dataclass
 class RunningMeans:
-    """Per-key means over the steps that reported the key (health metrics come and go)."""
+    """Per-key means over the steps that reported the key (health metrics come and go); keys in
+    ``SPREAD`` also get their sample sd (``_sd``) and count (``_n``)."""
 
+    SPREAD = ("grad_ratio",)
     sums: dict = field(default_factory=dict)
+    squares: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
 
     def add(self, values: dict) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
+            self.squares[k] = self.squares.get(k, 0.0) + v * v
             self.counts[k] = self.counts.get(k, 0) + 1
 
     def means(self) -> dict:
-        return {k: v / self.counts[k] for k, v in self.sums.items()}
+        out = {}
+        for k, total in self.sums.items():
+            n = self.counts[k]
+            out[k] = total / n
+            if k.endswith(self.SPREAD):
+                var = (self.squares[k] - total * total / n) / (n - 1) if n > 1 else 0.0
+                out[f"{k}_sd"], out[f"{k}_n"] = math.sqrt(max(var, 0.0)), n
+        return out
+
+
+def measures_gradients(step_in_epoch: int, steps_per_epoch: int, grad_steps: int) -> bool:
+    """Whether the gradient health is measured on this step: ``grad_steps`` steps spread evenly
+    over the epoch (each stride's last step)."""
+    stride = max(steps_per_epoch // max(grad_steps, 1), 1)
+    return step_in_epoch % stride == stride - 1 and step_in_epoch // stride < grad_steps
+
+
+def truth_lookup(captions: Path, split: str):
+    """A function (img_ids, cap_ids) -> B x B bool (image i truly matches caption j) when the split
+    knows its extended positives (synth), else None."""
+    from aahr.data import load_positives
+
+    if not (captions / f"{split}_positives.npz").is_file():
+        return None
+    indptr, indices = load_positives(captions, split)
+
+    def truth(img_ids: torch.Tensor, cap_ids: torch.Tensor) -> torch.Tensor:
+        imgs = img_ids.cpu().numpy()
+        cols = [np.isin(imgs, indices[indptr[c]:indptr[c + 1]]) for c in cap_ids.cpu().tolist()]
+        out = torch.from_numpy(np.stack(cols, 1)).to(img_ids.device)                    # B x B
+        return out | (img_ids[:, None] == img_ids[None, :])
+    return truth
 
 
 @dataclass
@@ -202,8 +234,11 @@ class Run:
     dims: dict
     trainable: list
     shared: list                      # the encoders' parameters: the gradient health is measured on them
+    truth: object = None              # (img_ids, cap_ids) -> B x B true matches (synth), or None
+    provenance: dict = field(default_factory=dict)
     start_epoch: int = 0
     iteration: int = 0
+    gate_start: float | None = None   # the fusion gate's mean on the first step (the untrained-gate rule)
     best: dict = field(default_factory=lambda: {"rsum": -math.inf, "epoch": -1, "metrics": {}})
     history: list = field(default_factory=list)
 
@@ -249,12 +284,14 @@ def _set_up(opts: Options, params: dict, ctx, state: dict | None) -> Run:
     sampler = GlobalBatchSampler(len(dataset), tcfg["batch_size"], seed, ctx.rank, ctx.world, tcfg["epoch_captions"])
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate,
                                          num_workers=tcfg["workers"], persistent_workers=False)
-    run = Run(opts, params, ctx, model, tokenizer, optimizer, loader, sampler, dev_split, dims, trainable, shared)
+    run = Run(opts, params, ctx, model, tokenizer, optimizer, loader, sampler, dev_split, dims, trainable, shared,
+              truth_lookup(captions, "train"), provenance(opts.params))
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         run.start_epoch, run.iteration, run.best, run.history = (state["epoch"], state["iteration"], state["best"],
                                                                  state["history"])
+        run.gate_start = run.history[0].get(hkey("fusion", "gate_start")) if run.history else None
         if ctx.main:
             print(f"Resuming from epoch {run.start_epoch}: continuing with epoch {run.start_epoch + 1} of "
                   f"{tcfg['epochs']}")
@@ -285,8 +322,12 @@ def _train_epoch(run: Run, epoch: int) -> tuple[RunningMeans, float]:
         health_values: dict = {}
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(step_seed(seed, 2 * 10 ** 6 + run.iteration))  # same on every process
-            terms = run.model.loss_terms(glob, run.iteration, epoch, steps_per_epoch, generator, health_values)
-        if steps_per_epoch - (run.iteration % steps_per_epoch) <= run.params["health"]["grad_steps"]:
+            truth = run.truth(glob.img_ids, glob.cap_ids) if run.truth is not None else None
+            terms = run.model.loss_terms(glob, run.iteration, epoch, steps_per_epoch, generator, health_values,
+                                         truth)
+        if run.iteration == 0 and hkey("fusion", "gate_mean") in health_values:
+            run.gate_start = health_values[hkey("fusion", "gate_mean")]      # the gate before any update
+        if measures_gradients(run.iteration % steps_per_epoch, steps_per_epoch, run.params["health"]["grad_steps"]):
             health_values |= gradient_health(term_gradient_norms(terms, run.shared))
         values = _finite_values(terms, run, epoch)
         run.optimizer.zero_grad(set_to_none=True)
@@ -323,9 +364,11 @@ def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float
     metrics = evaluate_split(run.model, run.dev_split, run.tokenizer, run.ctx.device, tcfg["eval_batch_size"],
                              run.autocast)
     steps = max(len(run.sampler), 1)
-    record = {"epoch": epoch + 1, "iteration": run.iteration, "lr": tcfg["lr"] * factor, **means.means(),
+    start = {hkey("fusion", "gate_start"): run.gate_start} if run.gate_start is not None else {}
+    record = {"epoch": epoch + 1, "iteration": run.iteration, "lr": tcfg["lr"] * factor,
+              "sampling": run.model.sampling(epoch), **means.means(), **start,
               **{f"dev_{k}": v for k, v in metrics.items()}, "seconds": seconds, "seconds_per_step": seconds / steps,
-              "provenance": provenance(run.opts.params)}
+              "provenance": run.provenance}
     run.history.append(record)
     improved = metrics["rsum"] > run.best["rsum"]
     if improved:
@@ -334,10 +377,10 @@ def _validate_and_save(run: Run, epoch: int, means: RunningMeans, seconds: float
     common = {"epoch": epoch + 1, "variant": variant, "fingerprint": run_fingerprint(run.params, variant, run.opts.seed),
               "vocab": vocab, "dims": run.dims}
     if improved:
-        save_checkpoint(run.out / BEST_SO_FAR, {**common, "model": run.model.state_dict(), "dev": metrics})
-    save_checkpoint(run.out / LAST, {**common, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-                                     "iteration": run.iteration, "best": run.best, "history": run.history})
-    write_log(run.out / LOG, run.history, provenance(run.opts.params))
+        save_torch(run.out / BEST_SO_FAR, {**common, "model": run.model.state_dict(), "dev": metrics})
+    save_torch(run.out / LAST, {**common, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                                "iteration": run.iteration, "best": run.best, "history": run.history})
+    write_log(run.out / LOG, run.history, run.provenance)
     if run.opts.progress:
         print(f"{variant} epoch {epoch + 1}/{tcfg['epochs']}: loss {record['loss']:.4f} "
               f"dev rsum {metrics['rsum']:.1f} (best {run.best['rsum']:.1f} @ epoch {run.best['epoch']}) "
@@ -360,12 +403,12 @@ def _finish(run: Run) -> dict:
     """The inert-module warnings, ``best.pt`` in place and ``metrics.json`` (the best epoch's dev metrics)."""
     result = {"best_epoch": run.best["epoch"], **{f"dev_{k}": v for k, v in run.best["metrics"].items()}}
     if run.ctx.main and run.history:
-        for module, reasons in verdicts(run.history[-1], run.params["health"]).items():
+        for module, (status, reasons) in verdicts(run.history, run.params["health"]).items():
             if reasons:
-                print(f"warning: {run.opts.variant}: the {module} module looks inert at the last epoch: "
+                print(f"warning: {run.opts.variant}: the {module} module looks {status} at the last epoch: "
                       f"{'; '.join(reasons)}", file=sys.stderr)
     if run.ctx.main:
         if (run.out / BEST_SO_FAR).exists():
             (run.out / BEST_SO_FAR).replace(run.out / BEST)
-        write_json(run.out / METRICS, {**result, "provenance": provenance(run.opts.params)})
+        write_json(run.out / METRICS, {**result, "provenance": run.provenance})
     return result
