@@ -105,7 +105,7 @@ def test_every_stage_ran_on_both_datasets(real_run):
 
 
 def test_tables_put_measured_and_reported_rows_side_by_side(real_run):
-    assert {r["method"] for r in _rows(real_run, 4)} == {"aahr", "gpo"}
+    assert {r["method"] for r in _rows(real_run, 4)} == {"aahr", "gpo", "aahr_local"}   # + aahr's local view alone
     t1 = _rows(real_run, 1)
     for d, protocol in (("f30k", "full"), ("coco", "full")):   # tiny test splits: the whole-matrix protocol
         measured = [r for r in t1 if r["dataset"] == d and r["source"] == "measured"]

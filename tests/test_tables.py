@@ -149,7 +149,8 @@ def test_table5_rows_carry_the_setting_and_the_modules_health(tmp_path):
 
     params = validate_params(yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text()))
     params |= {"results_root": str(tmp_path / "results"), "data_root": str(tmp_path / "data")}
-    params["sensitivity"]["no_gnn_2x"] = {"base": "no_gnn", "set": {"train.epochs": 4}}   # a doubled schedule
+    params["sensitivity"] = {"eps_005": params["sensitivity"]["eps_005"],
+                             "no_gnn_2x": {"base": "no_gnn", "set": {"train.epochs": 4}}}   # a doubled schedule
     for name, entropy, rsum in (("aahr", 0.999, 200.0), ("eps_005", 0.8, 200.0), ("no_gnn", 0.8, 210.0),
                                 ("no_gnn_2x", 0.8, 215.0)):
         _write(tmp_path / "results", "synth", name, 0, _metrics(rsum, 100))

@@ -279,8 +279,10 @@ def test_two_processes_under_torchrun_give_the_same_losses_as_one(data_root, tmp
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = read_log(tmp_path / "one")[0], read_log(tmp_path / "two")[0]
-    for key in (*TERMS, "loss", "grad_norm"):
+    for key in TERMS + ("loss",):
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
+    # the gradient is summed over the processes (all-reduce): float32 summation order moves its norm
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
     assert two["dev_rsum"] == pytest.approx(one["dev_rsum"], abs=0.5)
 
 

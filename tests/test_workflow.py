@@ -152,7 +152,8 @@ def test_the_study_target_adds_table5_from_the_sensitivity_rows(project):
     full = yaml.safe_load((project / "params.yaml").read_text())["sensitivity"]
     assert set(rows) == {"aahr"} | set(full)                           # Snakemake merges tiny.yaml's rows in
     assert rows["eps_005"]["setting"] == "losses.prototypes.epsilon=0.05"
-    assert rows["aahr"]["prototypes_inert"] in ("yes", "no") and float(rows["eps_005"]["rsum_1k"]) >= 0
+    assert rows["aahr"]["prototypes_status"] in ("alive", "inert", "undecided") and float(rows["eps_005"]["rsum_1k"]) >= 0
+    assert rows["aahr_2x"]["base"] == "aahr" and rows["aahr_2x"]["rsum_1k_minus_base"] != ""   # the doubled schedule
     ckpt = torch.load(project / "data/tiny/synth/runs/eps_005/seed0/best.pt", weights_only=True)
     assert ckpt["fingerprint"]["losses"]["prototypes"]["epsilon"] == 0.05
 
