@@ -17,6 +17,7 @@ rule train:
     conda:
         ENV
     threads: config["numerics"]["threads"]
+    priority: train_priority
     resources:
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     params:
