@@ -67,6 +67,22 @@ def test_repro_leaves_status_clean_and_pushes_to_the_default_remote(repo, env):
     assert "Running stage" not in again
 
 
+def test_study_runs_beside_the_pipelines_runs_leave_dvc_status_clean(repo, env):
+    """make study trains more seeds (and Table 5's rows) into the same runs folder and commits their
+    logs: no DVC stage may depend on that folder as a whole."""
+    extra = repo / "data/tiny/synth/runs/aahr/seed7"
+    extra.mkdir(parents=True)
+    try:
+        (extra / "log.jsonl").write_text('{"epoch": 1}\n')
+        (extra / "metrics.json").write_text("{}\n")
+        status = run([str(BIN / "dvc"), "status"], repo, env)
+        assert "Data and pipelines are up to date" in status, status
+    finally:
+        for f in extra.iterdir():
+            f.unlink()
+        extra.rmdir()
+
+
 def test_a_fresh_clone_pulls_everything_and_reruns_nothing(repo, env, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)

@@ -52,6 +52,21 @@ def test_dry_run_plans_every_stage(project):
     assert proc.stdout.count("rule train:") == len(VARIANTS) * len(SEEDS)
 
 
+def test_the_longest_training_runs_are_scheduled_first(project):
+    """On a few cores the job left running alone at the end should be a short one: a run's priority
+    grows with the modules it trains, so aahr goes before the leave-one-outs, and gpo goes last."""
+    proc = snakemake(project, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    priority = {}
+    for job in proc.stdout.split("rule train:")[1:]:
+        job = job.strip().split("\n\n")[0]    # this job's lines only
+        fields = dict(line.strip().split(": ", 1) for line in job.splitlines() if ": " in line)
+        variant = dict(kv.split("=") for kv in fields["wildcards"].split(", "))["variant"]
+        priority[variant] = int(fields["priority"])
+    assert priority["aahr"] > priority["no_moco"] > priority["no_global_no_gnn"] > priority["base"] > priority["gpo"]
+    assert priority["aahr"] == priority["no_proto"]   # the prototypes are cheap: no level of their own
+
+
 def test_tiny_pipeline_runs_and_a_second_run_does_nothing(project):
     first = snakemake(project)
     assert first.returncode == 0, first.stderr[-3000:]

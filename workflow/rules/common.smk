@@ -114,7 +114,8 @@ def sensitivity_runs(pattern):
 def train_priority(wildcards):
     """Longest runs first, so that on a few cores the last job left alone is a short one: a run's
     cost grows with its epochs and with the modules it trains (the relation GNN, the MoCo key
-    encoder, the global branch's fusion and the fragment transformer each add to a step)."""
+    encoder, the global branch's fusion and the fragment transformer each add to a step).
+    """
     params = resolve_variant(config, wildcards.variant)
     switches = params["variants"][wildcards.variant]
     parts = ("relation", "moco", "global_branch", "fragment_transformer")

@@ -14,10 +14,10 @@ rule train:
         f"{LOGS}/train_{{dataset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/train_{{dataset}}_{{variant}}_seed{{seed}}.tsv"
+    priority: train_priority
     conda:
         ENV
     threads: config["numerics"]["threads"]
-    priority: train_priority
     resources:
         gpu=1 if config["train"]["device"] == "cuda" else 0,
     params:
