@@ -2,11 +2,12 @@
 the dev split only, and their summary.
 
     python bench/schedule_probes.py run --workdir DIR --probe aahr:0.002 --probe gpo:0.001:mean --epochs 45
+    python bench/schedule_probes.py run --workdir DIR --probe gpo:0.0002:hardest:5 --epochs 40
     python bench/schedule_probes.py summarise --workdir DIR --out results/probes
 
-``run`` trains each probe (VARIANT:LR[:SAMPLING], SAMPLING one of losses.sampling's values, ``hardest``
-with a one-epoch warm-up) with seed 0 and the learning rate held for ``--epochs`` (no drop) into
-DIR/{variant}_lr{lr}[_{sampling}]/, through ``aahr train`` with a params file written beside it (the
+``run`` trains each probe (VARIANT:LR[:SAMPLING[:WARMUP]], SAMPLING one of losses.sampling's values;
+``hardest`` warms up on the averaged hinge for WARMUP epochs, one by default, as VSE-infinity) with seed 0 and the learning rate held for ``--epochs`` (no drop) into
+DIR/{variant}_lr{lr}[_{sampling}[{warmup}]]/, through ``aahr train`` with a params file written beside it (the
 data of params.yaml's data_root; nothing else of the checkout is touched). ``--decay-from PROBE:EPOCH``
 continues a finished probe at lr x0.1 from its last epoch into DIR/{probe}_decay{EPOCH}/ (its
 checkpoint's recorded schedule is rewritten to the decayed one: a probe, never a committed run).
@@ -37,17 +38,18 @@ from aahr.provenance import label
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def probe_name(variant: str, lr: float, sampling: str | None) -> str:
-    return f"{variant}_lr{lr:g}" + (f"_{sampling}" if sampling else "")
+def probe_name(variant: str, lr: float, sampling: str | None, warmup: int | None = None) -> str:
+    return f"{variant}_lr{lr:g}" + (f"_{sampling}" if sampling else "") + (f"{warmup}" if warmup else "")
 
 
-def probe_params(params: dict, variant: str, lr: float, epochs: int, sampling: str | None) -> dict:
+def probe_params(params: dict, variant: str, lr: float, epochs: int, sampling: str | None,
+                 warmup: int | None = None) -> dict:
     p = copy.deepcopy(params)
     p["data_root"] = str((ROOT / params["data_root"]).resolve())
     p["train"] |= {"lr": lr, "epochs": epochs, "lr_steps": [epochs + 1000]}
     if sampling:
         p["variants"][variant].setdefault("set", {})["losses.sampling"] = sampling
-        p["variants"][variant]["set"]["losses.hardest_warmup_epochs"] = 1
+        p["variants"][variant]["set"]["losses.hardest_warmup_epochs"] = warmup or 1
     return p
 
 
@@ -63,9 +65,11 @@ def run(args: argparse.Namespace) -> None:
     work.mkdir(parents=True, exist_ok=True)
     for spec in args.probe or []:
         variant, lr, *rest = spec.split(":")
-        name = probe_name(variant, float(lr), rest[0] if rest else None)
+        sampling, warmup = (rest + [None, None])[:2]
+        warmup = int(warmup) if warmup else None
+        name = probe_name(variant, float(lr), sampling, warmup)
         path = work / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(probe_params(params, variant, float(lr), args.epochs, rest[0] if rest else None)))
+        path.write_text(yaml.safe_dump(probe_params(params, variant, float(lr), args.epochs, sampling, warmup)))
         train(path, variant, work / name, resume=(work / name / "last.pt").exists())
     for spec in args.decay_from or []:
         import torch
@@ -90,6 +94,8 @@ def summarise(args: argparse.Namespace) -> None:
         variant = log.parent.name.split("_lr")[0]
         switches = params["variants"][variant]
         sampling = switches.get("set", {}).get("losses.sampling", params["losses"]["sampling"])
+        if sampling == "hardest":
+            sampling += f" after {switches['set']['losses.hardest_warmup_epochs']} epoch(s) of mean"
         code = label(history[-1].get("provenance"))
         for i, r in enumerate(history):
             c = convergence(history[:i + 1])
