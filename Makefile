@@ -32,27 +32,32 @@ reproduce: $(STAMP)
 # The ablation study (after make reproduce, whose seed-0 runs it reuses), in the order that matters
 # most if it is stopped (each step keeps every finished run; the next `make study` continues):
 #  1. the baseline, `base` and the 2 x 2 of the global branch and the GNN at three training seeds;
-#  2. every other variant at three seeds, Table 5 (incl. the doubled-schedule rows), module health,
-#     convergence (results/study/);
+#  2. the doubled-schedule rows of Table 5 (does a verdict move when training is twice as long?) and
+#     the other leave-one-out rows at three seeds;
 #  3. the regime sweep: the whole pipeline with each global branch of configs/regime/*.yaml, aahr at
-#     two seeds, against no_global of step 2 (results/regime_sweep.{csv,md}, figures/regime_sweep.png);
-#  4. the whole pipeline with data seeds 1 and 2 for aahr and gpo (results/study/variance.md).
+#     two seeds, against no_global of step 1 (results/regime_sweep.{csv,md}, figures/regime_sweep.png);
+#  4. Table 5's other rows, Tables 1-5, module health, convergence, figures (results/study/);
+#  5. the whole pipeline with data seeds 1 and 2 for aahr and gpo (results/study/variance.md).
 # One Snakemake at a time: they share .snakemake/aahr-params.yaml.
 DATA_SEEDS   := 1 2
 STUDY_SEEDS  := 0 1 2
 SWEEP_SEEDS  := 0 1
 FIRST        := gpo base aahr no_gnn no_global no_global_no_gnn
+REST         := no_proto no_moco
+DOUBLED      := aahr_2x   # Table 5's doubled-schedule rows (params.yaml sensitivity)
 SWEEP        := $(basename $(notdir $(wildcard configs/regime/*.yaml)))
 SNAKE_STUDY  := $(BIN)/snakemake --cores $(CORES)
+STUDY_RUNS    = $(foreach v,$(1),$(foreach s,$(2),results/study/synth/$(v)/seed$(s)/metrics.json))
 study: $(STAMP)
-	$(SNAKE_STUDY) --configfile configs/study.yaml -- \
-	  $(foreach v,$(FIRST),$(foreach s,$(STUDY_SEEDS),results/study/synth/$(v)/seed$(s)/metrics.json))
-	$(SNAKE_STUDY) study --configfile configs/study.yaml
+	$(SNAKE_STUDY) --configfile configs/study.yaml -- $(call STUDY_RUNS,$(FIRST),$(STUDY_SEEDS))
+	$(SNAKE_STUDY) --configfile configs/study.yaml -- $(call STUDY_RUNS,$(DOUBLED),0) \
+	  $(call STUDY_RUNS,$(REST),$(STUDY_SEEDS))
 	for p in $(SWEEP); do $(SNAKE_STUDY) --configfile configs/regime/$$p.yaml -- \
 	  results/regime/$$p/synth/zeroshot_dev/metrics.json \
 	  $$(for s in $(SWEEP_SEEDS); do echo results/regime/$$p/synth/aahr/seed$$s/metrics.json; done) || exit 1; done
 	$(BIN)/aahr tables --params params.yaml --regime-sweep $(foreach p,$(SWEEP),results/regime/$(p)) results/study \
 	  --local-root results/study --out results
+	$(SNAKE_STUDY) study --configfile configs/study.yaml
 	for s in $(DATA_SEEDS); do $(SNAKE_STUDY) --configfile configs/study_data$$s.yaml -- \
 	  $$(for v in aahr gpo; do echo results/study/data$$s/synth/$$v/seed0/metrics.json; done) || exit 1; done
 	$(BIN)/aahr tables --params params.yaml --variance results/study $(foreach s,$(DATA_SEEDS),results/study/data$(s)) \

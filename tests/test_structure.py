@@ -127,3 +127,27 @@ def test_dvc_code_dependencies_are_the_commands_imports():
         code = {d for d in stage["deps"] if d.startswith("src/")}
         want = set(command_sources(*DVC_STAGE_COMMANDS[name], root=ROOT))
         assert code == want, f"dvc.yaml stage {name}: missing {sorted(want - code)}, extra {sorted(code - want)}"
+
+
+def make_variable(name: str) -> list[str]:
+    """A `NAME := words  # comment` line of the Makefile, as its words."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith(f"{name} ") and ":=" in line:
+            return line.split(":=", 1)[1].split("#")[0].split()
+    raise AssertionError(f"Makefile: no {name} :=")
+
+
+def test_make_study_trains_every_row_of_params():
+    """`make study` names its rows in two groups (the 2 x 2 and the baseline first, then the other
+    leave-one-outs) and its doubled-schedule rows: a variant added to params.yaml must be in one."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    first, rest = make_variable("FIRST"), make_variable("REST")
+    assert sorted(first + rest) == sorted(params["variants"]), "a variant of params.yaml missing from make study"
+    doubled = make_variable("DOUBLED")
+    assert doubled and set(doubled) <= set(params["sensitivity"])
+    for row in doubled:   # twice the schedule: the epochs and the drop
+        settings = params["sensitivity"][row]["set"]
+        assert settings["train.epochs"] == 2 * params["train"]["epochs"], row
+        assert settings["train.lr_steps"] == [2 * s for s in params["train"]["lr_steps"]], row
+        for module in ("relation", "prototypes"):   # and the warm-ups, at the authors' fractions
+            assert settings[f"losses.{module}.warmup_epochs"] == 2 * params["losses"][module]["warmup_epochs"], row
