@@ -143,6 +143,8 @@ def test_make_study_trains_every_row_of_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     first, rest = make_variable("FIRST"), make_variable("REST")
     assert sorted(first + rest) == sorted(params["variants"]), "a variant of params.yaml missing from make study"
+    sweep = make_variable("SWEEP")
+    assert sorted(sweep) == sorted(p.stem for p in (ROOT / "configs/regime").glob("*.yaml"))
     doubled = make_variable("DOUBLED")
     assert doubled and set(doubled) <= set(params["sensitivity"])
     for row in doubled:   # twice the schedule: the epochs and the drop
