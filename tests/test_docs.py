@@ -12,12 +12,16 @@ Fast and data-free: reads README.md, docs/*.md and CHANGELOG.md only.
   #anchors are skipped; an anchor after a path is dropped), and no link points at an ignored path
   (which a fresh clone would lack).
 - No document mentions a path outside the repository (``../shared``).
-- The measured numbers of the README (``<!-- measured: NAME -->VALUE<!-- /measured -->``) are all
-  filled in: a value still reading TBD fails.
+- The measured numbers of the README (``<!-- measured: NAME -->VALUE<!-- /measured -->``) are what
+  their files say: MEASURED maps each name to the function that states it from its file
+  (``--refresh`` rewrites them too). :func:`verdict_table` states the study's verdict per module
+  from results/study/table4.csv and results/study/module_health.csv.
 """
 
 from __future__ import annotations
 
+import collections
+import csv
 import json
 import re
 import subprocess
@@ -28,9 +32,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 200
-
-# The README's measured numbers, by name: each must be present and filled in.
-MEASURED = {"numerics-cost"}
 
 INCLUDE = re.compile(r"<!-- include: (?P<path>\S+?) -->(?P<body>.*?)<!-- /include -->", re.S)
 MEASURED_RE = re.compile(r"<!-- measured: (?P<name>[\w-]+) -->(?P<value>.*?)<!-- /measured -->", re.S)
@@ -173,13 +174,6 @@ def test_no_path_outside_the_repository(doc):
     assert OUTSIDE not in doc.read_text(), f"{rel(doc)} mentions {OUTSIDE}"
 
 
-def test_readme_measured_numbers_are_filled_in():
-    found = {m["name"]: m["value"].strip() for m in MEASURED_RE.finditer((ROOT / "README.md").read_text())}
-    assert set(found) == MEASURED, f"README.md's measured numbers are {sorted(found)}, expected {sorted(MEASURED)}"
-    unfilled = sorted(name for name, value in found.items() if not value or value.upper() == "TBD")
-    assert not unfilled, f"README.md: measured numbers still to fill in: {', '.join(unfilled)}"
-
-
 def test_checks_catch_what_they_should(tmp_path, monkeypatch):
     """The helpers flag a changed block, a missing include, a broken link, an ignored path and a
     command before make reproduce (so a passing suite means something)."""
@@ -204,7 +198,7 @@ def test_checks_catch_what_they_should(tmp_path, monkeypatch):
 
 
 def refresh() -> int:
-    """Rewrite every include block from its file; say which changed."""
+    """Rewrite every include block from its file, and the README's measured blocks; say which changed."""
     changed = 0
     for doc in documents():
         text = doc.read_text()
@@ -218,17 +212,13 @@ def refresh() -> int:
             return f"<!-- include: {m['path']} -->\n{body}{'' if body.endswith(chr(10)) else chr(10)}<!-- /include -->"
 
         new = INCLUDE.sub(fill, text)
+        if doc.name == "README.md":
+            new = MEASURED_RE.sub(lambda m: measured_block(m["name"], MEASURED[m["name"]]()), new)
         if new != text:
             doc.write_text(new)
             changed += 1
             print(f"refreshed {rel(doc)}")
     return changed
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--refresh"]:
-        sys.exit("usage: python tests/test_docs.py --refresh   (rewrite the include blocks from their files)")
-    refresh()
 
 
 def numerics_cost(path: Path) -> str:
@@ -237,11 +227,82 @@ def numerics_cost(path: Path) -> str:
     return ", ".join(f"{100 * (r - 1):+.0f}% (`{v}`)" for v, r in ratio.items())
 
 
-def test_the_pinning_cost_is_the_benchmarks():
-    found = {m["name"]: m["value"].strip() for m in MEASURED_RE.finditer((ROOT / "README.md").read_text())}
-    assert found["numerics-cost"] == numerics_cost(ROOT / "results/benchmarks/numerics.json")
-
-
 def test_numerics_cost_reads_every_variant(tmp_path):
     (tmp_path / "n.json").write_text(json.dumps({"pinned_over_native": {"gpo": 1.031, "aahr": 0.98}}))
     assert numerics_cost(tmp_path / "n.json") == "+3% (`gpo`), -2% (`aahr`)"
+
+
+# The README's headline: the study's verdict per module. (README label, Table 4 method, the module's
+# name in module_health.csv or None, sign): the sign turns Table 4's "row minus aahr" into the
+# module's effect, what aahr gains by having it (the interaction is already aahr's side of the 2 x 2).
+VERDICT_ROWS = (("the global branch", "no_global", "fusion", -1), ("the relation GNN", "no_gnn", "relation", -1),
+                ("the prototypes", "no_proto", "prototypes", -1), ("MoCo", "no_moco", "moco", -1),
+                ("the global branch x the GNN (interaction)", "interaction: global x gnn", None, 1),
+                ("the four modules together (`base`)", "base", None, -1),
+                ("AAHR against the baseline (`gpo`)", "gpo", None, -1))
+
+
+def verdict_table(table4: Path, health: Path) -> str:
+    """Per module: its effect on the test 1K rsum with the paired 95% interval over the training
+    seeds, what the interval says, and the module's status in each of aahr's runs."""
+    with open(table4) as f:
+        rows = {r["method"]: r for r in csv.DictReader(f) if r["dataset"] == "synth"}
+    with open(health) as f:
+        status = {(r["module"], r["seed"]): r["status"] for r in csv.DictReader(f) if r["variant"] == "aahr"}
+    lines = ["| module | effect on the test 1K rsum, 95% CI | verdict | status in aahr's runs |",
+             "|---|---|---|---|"]
+    for label, method, module, sign in VERDICT_ROWS:
+        r = rows[method]
+        low, high = sorted(sign * float(r[f"rsum_1k_ci95_{end}"]) for end in ("low", "high"))
+        seen = collections.Counter(s for (m, _), s in status.items() if m == module)
+        states = ", ".join(f"{s} {n}/{sum(seen.values())}" for s, n in sorted(seen.items())) or "-"
+        lines.append(f"| {label} | {sign * float(r['rsum_1k_diff']):+.1f} [{low:+.1f}, {high:+.1f}] | "
+                     f"{r['rsum_1k_verdict'].split(': ', 1)[1]} | {states} |")
+    return "\n".join(lines)
+
+
+# The README's measured blocks, by name: the function that states each from its file.
+MEASURED = {"numerics-cost": lambda: numerics_cost(ROOT / "results/benchmarks/numerics.json")}
+
+
+def measured_block(name: str, value: str) -> str:
+    """A measured block; a value of several lines (a table) sits on lines of its own."""
+    body = f"\n{value}\n" if "\n" in value else value
+    return f"<!-- measured: {name} -->{body}<!-- /measured -->"
+
+
+def test_readme_measured_blocks_are_their_files():
+    found = {m["name"]: m["value"].strip() for m in MEASURED_RE.finditer((ROOT / "README.md").read_text())}
+    assert set(found) == set(MEASURED), f"README.md's measured blocks are {sorted(found)}, expected {sorted(MEASURED)}"
+    stale = sorted(name for name, value in found.items() if value != MEASURED[name]())
+    assert not stale, (f"README.md: measured blocks differ from their files: {', '.join(stale)} "
+                       "(python tests/test_docs.py --refresh)")
+
+
+def test_the_verdict_table_reads_signs_and_statuses(tmp_path):
+    """A module whose removal raises the rsum hurts: its effect is negative, its interval flipped;
+    the interaction keeps its sign; each run's status is counted once."""
+    rows = [("no_global", "+11.2", "+7.2", "+15.2", "the global module: hurts"),
+            ("no_gnn", "-0.6", "-5.4", "+4.2", "the gnn module: no detectable effect"),
+            ("no_proto", "+0.5", "-1.0", "+2.0", "the proto module: no detectable effect"),
+            ("no_moco", "-20.0", "-25.0", "-15.0", "the moco module: helps"),
+            ("interaction: global x gnn", "-6.2", "-8.6", "-3.7", "global x gnn: together worse than their separate effects add up"),
+            ("base", "+9.1", "+6.9", "+11.4", "the four modules together: hurts"),
+            ("gpo", "+32.4", "+19.9", "+44.9", "aahr vs the baseline: aahr worse")]
+    (tmp_path / "t4.csv").write_text("dataset,method,rsum_1k_diff,rsum_1k_ci95_low,rsum_1k_ci95_high,rsum_1k_verdict\n"
+                                     + "".join(f"synth,{','.join(r)}\n" for r in rows))
+    (tmp_path / "h.csv").write_text("variant,seed,module,metric,status\n"
+                                    "aahr,0,fusion,gate_mean,alive\naahr,0,fusion,gate_q05,alive\n"
+                                    "aahr,1,fusion,gate_mean,untrained\nno_gnn,0,fusion,gate_mean,inert\n")
+    table = verdict_table(tmp_path / "t4.csv", tmp_path / "h.csv").splitlines()
+    assert table[2] == "| the global branch | -11.2 [-15.2, -7.2] | hurts | alive 1/2, untrained 1/2 |"
+    assert table[5] == "| MoCo | +20.0 [+15.0, +25.0] | helps | - |"
+    assert table[6].split(" | ")[1] == "-6.2 [-8.6, -3.7]"
+    assert table[8].startswith("| AAHR against the baseline (`gpo`) | -32.4 [-44.9, -19.9] | aahr worse")
+    assert measured_block("a", "x") == "<!-- measured: a -->x<!-- /measured -->"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--refresh"]:
+        sys.exit("usage: python tests/test_docs.py --refresh   (rewrite the include and measured blocks from their files)")
+    refresh()
