@@ -33,6 +33,14 @@ def copy_project(dst: Path, *files: str) -> Path:
     return dst
 
 
+def keep_variants(params: dict, names) -> dict:
+    """``params`` with only the variants ``names`` and the Table 5 rows whose base is one of them
+    (a row of a dropped variant would not validate)."""
+    params["variants"] = {v: params["variants"][v] for v in names}
+    params["sensitivity"] = {n: r for n, r in params.get("sensitivity", {}).items() if r["base"] in params["variants"]}
+    return params
+
+
 def venv_env(**extra: str) -> dict:
     """The environment with this interpreter's bin folder (snakemake, aahr, dvc) first on PATH."""
     return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra)

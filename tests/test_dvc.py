@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, copy_project, venv_env
+from conftest import BIN, ROOT, copy_project, keep_variants, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,7 @@ def repo(tmp_path_factory, env) -> Path:
     (dst / ".gitignore").write_text("\n".join(ignore) + "\n")   # the project's, less its tiny-run lines
     params = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     params["seeds"] = [0]    # and the table rows plus one ablation: every kind of stage, in less time
-    params["variants"] = {v: params["variants"][v] for v in ("aahr", "no_moco", "gpo")}
-    params["sensitivity"] = {n: r for n, r in params["sensitivity"].items() if r["base"] in params["variants"]}
+    keep_variants(params, ("aahr", "no_moco", "gpo"))
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst, env)
     run(["git", "add", "-A"], dst, env)

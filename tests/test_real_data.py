@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BIN, ROOT, copy_project, venv_env
+from conftest import BIN, ROOT, copy_project, keep_variants, venv_env
 from real_fixtures import make_coco, make_f30k
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def _run_real_tables(tmp_path_factory, datasets: list[str], variants: tuple[str,
     _random_bert(bert_folder)
     params = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     params |= {"datasets": datasets, "data_root": "data/real", "results_root": "results/real", "seeds": [0]}
-    params["variants"] = {v: params["variants"][v] for v in variants}
+    keep_variants(params, variants)
     params["global_branch"]["openclip"] |= {"model": "ViT-S-32", "batch_size": 8,
                                             "weights": None if downloaded_weights else str(openclip_file)}
     params["text"] |= {"backbone": "bert-finetune", "max_tokens": 16,

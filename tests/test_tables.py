@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from conftest import keep_variants
+
 from aahr.tables import TableError, build_tables, to_csv, to_markdown
 
 VARIANTS = ["aahr", "no_gnn", "gpo"]
@@ -304,8 +306,8 @@ def test_the_tables_command_refuses_mixed_versions_unless_told(layout, tmp_path)
     _stamp(results, "gpo", 0, "b" * 40)                     # gpo: bbbbbbb; the others carry no record
     params = yaml.safe_load(open("params.yaml"))
     dev = _dev_side(tmp_path, results, gpo=(300.0,), no_global=(380.0,))
-    params |= {"results_root": str(results), "data_root": dev["data_root"],
-               "variants": {v: params["variants"][v] for v in VARIANTS}, "seeds": [0]}
+    params |= {"results_root": str(results), "data_root": dev["data_root"], "seeds": [0]}
+    keep_variants(params, VARIANTS)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     assert main(["tables", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()                  # nothing written
