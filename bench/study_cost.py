@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from aahr.io import write_json, write_text
+from bench_reproduce import processor
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
@@ -132,9 +133,7 @@ def main() -> int:
                  "other_seconds": round(other.get(p, 0.0), 1)} for p in sorted(set(train) | set(other))}
     walls = [s for log in sorted((root / ".snakemake" / "log").glob("*.snakemake.log"))
              if (s := invocation_seconds(log)) is not None]
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
-    result = {"date": datetime.date.today().isoformat(), "processor": name, "cores": os.cpu_count(), "parts": parts,
+    result = {"date": datetime.date.today().isoformat(), "processor": processor(), "cores": os.cpu_count(), "parts": parts,
               "study_job_seconds": round(sum(v["train_seconds"] + v["other_seconds"] for p, v in parts.items()
                                              if not p.startswith("make reproduce")), 1),
               "wall_seconds": round(sum(walls), 1), "invocations": len(walls)}
